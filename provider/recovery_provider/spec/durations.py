@@ -1,0 +1,52 @@
+"""Human durations (``30s``, ``15m``, ``1h30m``, ``2d``) as used throughout specs."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+DURATION_PATTERN = r"^\s*(\d+(\.\d+)?(ms|s|m|h|d|w)\s*)+$"
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse ``1h30m`` style text into a timedelta; reject bare numbers, which hide their unit."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"expected a duration such as 30s, 15m or 1h30m, got {type(value).__name__}")
+    if isinstance(value, (int, float)):
+        raise ValueError(f"'{value}' has no unit: write {value}s, {value}m or {value}h")
+    text = value.replace(" ", "").lower()
+    if not text:
+        raise ValueError("empty duration: write something like 30s, 15m or 1h30m")
+    pos, total = 0, 0.0
+    for match in _PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text):
+        raise ValueError(
+            f"'{value}' is not a duration: use a number and a unit (ms, s, m, h, d, w), e.g. 90s, 15m, 1h30m"
+        )
+    if total > 366 * 86400:
+        raise ValueError(f"'{value}' is longer than a year: that is not a recovery duration")
+    return timedelta(seconds=total)
+
+
+def format_duration(delta: timedelta | float) -> str:
+    """Inverse of :func:`parse_duration`, compact: 5400s -> ``1h30m``."""
+    seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
+    if seconds == 0:
+        return "0s"
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    rest = round(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            count, rest = divmod(rest, size)
+            parts.append(f"{count}{unit}")
+    return "".join(parts)

@@ -1,0 +1,123 @@
+"""Safe YAML loading that remembers where every key and value came from.
+
+PyYAML's safe composer builds the node tree (no Python objects are ever constructed from tags);
+we turn it into plain dicts and lists ourselves so that we can record line and column per path,
+reject duplicate keys (YAML silently keeps the last one) and refuse alias bombs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from recovery_provider.spec.diagnostics import Diagnostic, Location, Path
+
+try:
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _Loader = yaml.SafeLoader
+
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+MAX_BYTES = 2 * 1024 * 1024
+MAX_NODES = 200_000
+
+
+@dataclass
+class SourceMap:
+    """Line/column of each key and value, by path in the loaded document."""
+
+    file: str
+    keys: dict[Path, Location] = field(default_factory=dict)
+    values: dict[Path, Location] = field(default_factory=dict)
+
+    def locate(self, path: Path, *, key: bool = False) -> Location:
+        """The closest known location of `path`: the path itself, else its nearest parent."""
+        table = (self.keys, self.values) if key else (self.values, self.keys)
+        for end in range(len(path), -1, -1):
+            for positions in table:
+                if path[:end] in positions:
+                    return positions[path[:end]]
+        return Location(self.file, 1, 1)
+
+
+@dataclass
+class YamlDocument:
+    data: Any
+    source: SourceMap
+
+
+class _Converter:
+    def __init__(self, source: SourceMap) -> None:
+        self.source = source
+        self.count = 0
+        self.errors: list[Diagnostic] = []
+        self.loader = _Loader("")  # constructs scalars only; never dispatches on Python tags
+
+    def _loc(self, node: yaml.Node) -> Location:
+        return Location(self.source.file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def convert(self, node: yaml.Node, path: Path) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise _TooLarge
+        self.source.values.setdefault(path, self._loc(node))
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+            self.errors.append(Diagnostic("error", "yaml-tag", f"YAML tag {node.tag} is not allowed in a spec: remove it", self._loc(node), path))
+        if isinstance(node, yaml.MappingNode):
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    self.errors.append(Diagnostic("error", "yaml-merge-key", "merge keys (<<) are not supported: write the keys out", self._loc(key_node), path))
+                    continue
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                if not isinstance(key, str) or key_node.tag != "tag:yaml.org,2002:str":
+                    self.errors.append(Diagnostic("error", "yaml-key", "keys must be plain text", self._loc(key_node), path))
+                    continue
+                if key in result:
+                    self.errors.append(
+                        Diagnostic("error", "duplicate-key", f"duplicate key '{key}': it is already set above; keep one", self._loc(key_node), (*path, key))
+                    )
+                    continue
+                self.source.keys[(*path, key)] = self._loc(key_node)
+                result[key] = self.convert(value_node, (*path, key))
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self.convert(item, (*path, index)) for index, item in enumerate(node.value)]
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError as exc:
+            self.errors.append(Diagnostic("error", "yaml-value", f"YAML value: {exc.problem}", self._loc(node), path))
+            return None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def load_yaml(text: str, file: str) -> tuple[YamlDocument | None, list[Diagnostic]]:
+    """Parse YAML text safely. Returns the document (None when unusable) and the problems found."""
+    source = SourceMap(file)
+    if len(text.encode("utf-8", "replace")) > MAX_BYTES:
+        return None, [Diagnostic("error", "too-large", f"the file is larger than {MAX_BYTES // 1024 // 1024} MiB: a spec is a few KiB", Location(file, 1, 1))]
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        location = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        return None, [Diagnostic("error", "yaml-syntax", f"YAML syntax: {problem}; check indentation and quoting here", location)]
+    except yaml.YAMLError as exc:
+        return None, [Diagnostic("error", "yaml-syntax", f"YAML syntax: {exc}", Location(file, 1, 1))]
+    if node is None:
+        return None, [Diagnostic("error", "empty", "the file is empty: a spec starts with 'recovery: <id>'", Location(file, 1, 1))]
+    converter = _Converter(source)
+    try:
+        data = converter.convert(node, ())
+        converter.loader.dispose()
+    except _TooLarge:
+        return None, [Diagnostic("error", "too-large", f"the document expands to over {MAX_NODES} values (aliases?): write it out plainly", Location(file, 1, 1))]
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        return None, [Diagnostic("error", "yaml-value", f"YAML value: {exc}", Location(file, 1, 1))]
+    return YamlDocument(data, source), converter.errors
