@@ -54,6 +54,24 @@ PARAM_TYPES = {
 DRY_RUN = "dry_run"
 
 
+def _replace_schema(replacement: dict[str, Any]) -> Any:
+    """A json_schema_extra hook that publishes the spec form of a model normalised by a validator."""
+
+    def hook(schema: dict[str, Any]) -> None:
+        description = schema.get("description")
+        schema.clear()
+        schema.update(replacement, **({"description": description} if description else {}))
+
+    return hook
+
+
+def _also_shorthand(schema: dict[str, Any]) -> None:
+    """Params may be written as their bare default value."""
+    full = dict(schema)
+    schema.clear()
+    schema["anyOf"] = [full, {"type": ["string", "number", "integer", "boolean", "array", "null"], "description": "Shorthand: the default value."}]
+
+
 def _as_list(value: Any) -> Any:
     """Let a single id stand for a one-element list (``after: assess``)."""
     return [value] if isinstance(value, str) else value
@@ -74,6 +92,8 @@ class Objectives(SpecModel):
 
 class Param(SpecModel):
     """A field of the manual trigger form. A bare value instead of a mapping is its default."""
+
+    model_config = ConfigDict(json_schema_extra=_also_shorthand)
 
     type: Literal["string", "integer", "number", "boolean", "array", "object"] | None = Field(
         None, description="JSON type of the value; inferred from the default when omitted."
@@ -192,13 +212,13 @@ class TargetSource(SpecModel):
     """Where fan-out targets come from: a list, a param, or an earlier step's output (a list)."""
 
     model_config = ConfigDict(
-        json_schema_extra={
+        json_schema_extra=_replace_schema({
             "oneOf": [
                 {"type": "array", "description": "A static list of targets."},
-                {"type": "object", "required": ["param"], "description": "{param: name}: a list param."},
-                {"type": "object", "required": ["step"], "description": "{step: id}: a step's output list."},
+                {"type": "object", "properties": {"param": {"type": "string"}}, "required": ["param"], "additionalProperties": False, "description": "A param whose value is the list of targets."},
+                {"type": "object", "properties": {"step": {"type": "string"}}, "required": ["step"], "additionalProperties": False, "description": "An earlier step whose output is the list of targets."},
             ]
-        }
+        })
     )
 
     items: list[Any] | None = Field(None, description="A static list of targets.")
@@ -289,17 +309,17 @@ class FailurePolicy(SpecModel):
     """What a failure inside a phase means for the run."""
 
     model_config = ConfigDict(
-        json_schema_extra={
+        json_schema_extra=_replace_schema({
             "oneOf": [
                 {"enum": ["fail_fast", "continue"]},
                 {
                     "type": "object",
-                    "properties": {"tolerate": {"oneOf": [{"type": "integer"}, {"type": "string", "pattern": r"^\d+(\.\d+)?%$"}]}},
+                    "properties": {"tolerate": {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%\s*$"}]}},
                     "required": ["tolerate"],
                     "additionalProperties": False,
                 },
             ]
-        }
+        })
     )
 
     mode: Literal["fail_fast", "continue", "tolerate"] = "fail_fast"
@@ -338,7 +358,11 @@ class Phase(SpecModel):
 
     id: Identifier = Field(description="Unique phase id; becomes the TaskGroup id.")
     description: str = Field("", description="What the phase achieves, for the runbook.")
-    after: Annotated[list[Identifier] | None, BeforeValidator(_as_list)] = Field(
+    after: Annotated[
+        list[Identifier] | None,
+        BeforeValidator(_as_list),
+        WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}, {"type": "null"}]}),
+    ] = Field(
         None, description="Phases this one waits for. Default: the phase before it (after a branch: its targets)."
     )
     on_failure: FailurePolicy = Field(

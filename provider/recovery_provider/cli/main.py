@@ -1,0 +1,137 @@
+"""The `recovery` command: validate, plan, render specs and publish their schema.
+
+No Airflow import happens here: every command answers in well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from recovery_provider.check import CheckedSpec, check_file
+from recovery_provider.cli import output
+from recovery_provider.exceptions import RecoveryError
+from recovery_provider.spec.loader import find_spec_files
+
+app = typer.Typer(
+    name="recovery",
+    help="Recovery workflows for Airflow: validate, plan and render recovery specs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+
+
+def _emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Spec files or folders (searched for *.yaml, *.yml).")],
+    strict: Annotated[bool, typer.Option(help="Warnings fail too.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check specs: YAML, schema, references, lint and RTO. Exit 1 when any has errors."""
+    missing = [p for p in paths if not p.exists()]
+    files = find_spec_files([p for p in paths if p.exists()])
+    results = [check_file(f) for f in files]
+    failed = [r for r in results if r.errors or (strict and r.warnings)]
+    if as_json:
+        _emit_json({
+            "files": [{"file": r.file, "ok": r.ok, "diagnostics": [d.to_json() for d in r.diagnostics]} for r in results],
+            "missing": [str(p) for p in missing],
+            "ok": not failed and not missing and bool(results),
+        })
+    else:
+        output.print_validation(console, results, missing, strict)
+    if failed or missing or not results:
+        raise typer.Exit(1)
+
+
+def _checked_or_exit(spec: Path, as_json: bool) -> CheckedSpec:
+    checked = check_file(spec)
+    if checked.errors or checked.plan is None or checked.estimate is None:
+        if as_json:
+            _emit_json({"file": checked.file, "ok": False, "diagnostics": [d.to_json() for d in checked.diagnostics]})
+        else:
+            output.print_validation(console, [checked], [], strict=False)
+        raise typer.Exit(1)
+    return checked
+
+
+@app.command()
+def plan(
+    spec: Annotated[Path, typer.Argument(help="The spec file.")],
+    as_json: JsonFlag = False,
+    width: Annotated[int, typer.Option(help="Width of the Gantt bars.")] = 48,
+) -> None:
+    """Phases, steps, critical path and estimates (sequential vs planned vs RTO), with a text Gantt."""
+    checked = _checked_or_exit(spec, as_json)
+    assert checked.plan is not None and checked.estimate is not None
+    if as_json:
+        _emit_json(output.plan_json(checked.plan, checked.estimate, checked.diagnostics))
+    else:
+        output.print_plan(console, checked.plan, checked.estimate, checked.diagnostics, width)
+
+
+@app.command()
+def render(
+    spec: Annotated[Path, typer.Argument(help="The spec file.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """The resolved spec: every default applied, every inherited setting and dependency spelled out."""
+    checked = _checked_or_exit(spec, as_json)
+    assert checked.plan is not None
+    resolved = output.resolved_spec(checked.plan)
+    if as_json:
+        _emit_json(resolved)
+    else:
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+
+
+@app.command()
+def schema(
+    out: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """The JSON Schema of the spec language, for editors (yaml-language-server) and CI checks."""
+    from recovery_provider.spec.schema import schema_json
+
+    text = schema_json()
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        errors.print(f"wrote {out}")
+
+
+def main() -> None:
+    """Console entry point: user errors are one clear line, never a traceback."""
+    try:
+        app()
+    except RecoveryError as exc:
+        errors.print(f"[red]error:[/] {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # a bug of ours: say so plainly, keep the traceback behind a switch
+        if os.environ.get("RECOVERY_DEBUG"):
+            raise
+        errors.print(f"[red]internal error:[/] {type(exc).__name__}: {exc}\nRe-run with RECOVERY_DEBUG=1 for details and report it.")
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()

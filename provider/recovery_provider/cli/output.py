@@ -1,0 +1,216 @@
+"""What the CLI shows: rich tables and a text Gantt for people, plain dicts for --json."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from recovery_provider.check import CheckedSpec
+from recovery_provider.plan.estimate import Estimate, Scenario, ScheduledTask
+from recovery_provider.plan.model import Plan, PlanAction, PlanPhase, PlanStep
+from recovery_provider.spec.diagnostics import Diagnostic
+from recovery_provider.spec.durations import format_duration as fmt
+
+_STYLE = {"error": "bold red", "warning": "yellow"}
+
+
+def print_diagnostics(console: Console, diagnostics: Iterable[Diagnostic]) -> None:
+    for d in diagnostics:
+        where = f"{d.location}: " if d.location else ""
+        console.print(Text.assemble(where, (d.severity, _STYLE[d.severity]), f": {d.message} ", (f"[{d.code}]", "dim")))
+
+
+def print_validation(console: Console, results: list[CheckedSpec], missing: list[Path], strict: bool) -> None:
+    for path in missing:
+        console.print(Text.assemble(f"{path}: ", ("error", _STYLE["error"]), ": no such file or folder"))
+    for result in results:
+        print_diagnostics(console, result.diagnostics)
+    if not results and not missing:
+        console.print(Text.assemble(("error", _STYLE["error"]), ": no spec files (*.yaml, *.yml) found"))
+        return
+    bad = [r for r in results if r.errors or (strict and r.warnings)]
+    errors = sum(len(r.errors) for r in results)
+    warnings = sum(len(r.warnings) for r in results)
+    verdict = Text("OK", "bold green") if not bad and not missing else Text("FAILED", "bold red")
+    console.print(Text.assemble(
+        verdict, f"  {len(results)} spec{'s' * (len(results) != 1)}: {len(results) - len(bad)} valid, {len(bad)} invalid; "
+        f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}",
+    ))
+
+
+def _verdict_text(estimate: Estimate) -> Text:
+    if estimate.rto is None:
+        return Text("no RTO set", "dim")
+    margin = estimate.rto - estimate.worst.planned
+    if estimate.verdict == "meets":
+        return Text(f"meets the RTO of {fmt(estimate.rto)} ({fmt(margin)} to spare)", "bold green")
+    return Text(f"EXCEEDS the RTO of {fmt(estimate.rto)} by {fmt(-margin)}", "bold red")
+
+
+def _phase_summary(phase: PlanPhase) -> str:
+    if phase.kind == "branch":
+        return " | ".join(f"{c.condition.text if c.condition else 'otherwise'} -> {c.target}" for c in phase.choices)
+    if phase.kind == "approval" and phase.approval is not None:
+        timeout = f", timeout {fmt(phase.approval.timeout)} -> {phase.approval.on_timeout}" if phase.approval.timeout else ", no timeout"
+        return f"{phase.approval.subject!r}{timeout}"
+    text = ", ".join(s.id for s in phase.steps)
+    if phase.fan_out is not None:
+        count = f"{phase.fan_out.count}" if phase.fan_out.count_known else f"~{phase.fan_out.count}?"
+        cap = f", max {phase.fan_out.max_parallel} at once" if phase.fan_out.max_parallel else ""
+        text = f"{count} targets x ({text}){cap}"
+        if phase.waves is not None:
+            text += f", waves of {phase.waves.size} ({phase.waves.wave_count}), pause {fmt(phase.waves.pause)}"
+    return text
+
+
+def print_plan(console: Console, plan: Plan, estimate: Estimate, diagnostics: list[Diagnostic], width: int) -> None:
+    spec = plan.spec
+    objectives = ", ".join(f"{k.upper()} {fmt(v)}" for k, v in (("rto", spec.objectives.rto), ("rpo", spec.objectives.rpo)) if v)
+    console.print(Text.assemble(("Recovery ", "bold"), (plan.id, "bold cyan"), f"  {spec.description}"))
+    console.print(Text(f"schedule: {spec.schedule or 'manual'}   objectives: {objectives or 'none'}", "dim"))
+
+    worst = estimate.worst
+    phases = Table(title="Phases", title_justify="left", show_lines=False)
+    for column in ("phase", "kind", "after", "work", "on failure", "planned window"):
+        phases.add_column(column, overflow="fold")
+    for phase in plan.phases:
+        window = worst.phase_windows.get(phase.id)
+        shown = f"{fmt(window[0])} - {fmt(window[1])}" if window else "(not on this path)"
+        policy = phase.on_failure.describe() if phase.kind not in ("branch", "approval") else ""
+        phases.add_row(phase.id, phase.kind, ", ".join(phase.upstream) or "-", _phase_summary(phase), policy, shown)
+    if plan.finally_steps:
+        phases.add_row("finally", "always", ", ".join(plan.leaves), ", ".join(s.id for s in plan.finally_steps), "", "")
+    console.print(phases)
+
+    numbers = Table(title="Estimate", title_justify="left")
+    for column in ("path", "sequential (sum)", "critical path", "planned (caps, waves)", "speed-up"):
+        numbers.add_column(column, justify="right" if column != "path" else "left")
+    for scenario in estimate.scenarios:
+        speedup = f"{scenario.sequential / scenario.planned:.1f}x" if scenario.planned else "-"
+        style = "bold" if scenario is worst and len(estimate.scenarios) > 1 else ""
+        numbers.add_row(scenario.label, fmt(scenario.sequential), fmt(scenario.critical), fmt(scenario.planned), speedup, style=style)
+    console.print(numbers)
+    console.print(Text.assemble("verdict (worst path): ", _verdict_text(estimate)))
+    console.print(Text.assemble(("critical path: ", "bold"), " -> ".join(worst.critical_path) or "-"))
+    for bottleneck in estimate.bottlenecks:
+        console.print(f"  lifting {bottleneck.name} would plan {fmt(bottleneck.planned_without)} (saves {fmt(bottleneck.saves)})")
+    coverage = f"{estimate.steps_with_duration} of {estimate.steps_total} steps have expected_duration"
+    for note in (coverage, *estimate.assumptions):
+        console.print(Text(f"note: {note}", "dim"))
+    console.print()
+    console.print(Text(f"Gantt ({worst.label})", "bold"))
+    for line in gantt_lines(worst, width):
+        console.print(line, highlight=False, markup=False)
+    if diagnostics:
+        console.print()
+        print_diagnostics(console, diagnostics)
+
+
+def gantt_lines(scenario: Scenario, width: int) -> list[str]:
+    """One row per phase and per step (targets and waves folded into the step's row)."""
+    total = max(scenario.planned, 1e-9)
+    rows: dict[str, list[ScheduledTask]] = {}
+    for task in scenario.tasks:
+        if task.kind in ("gate",):
+            continue
+        phase = task.phase_id or "finally"
+        rows.setdefault(phase, []).append(task)
+        if task.step_id and task.phase_id:
+            rows.setdefault(f"  {task.step_id}", []).append(task)
+        elif task.kind in ("health", "pause"):
+            rows.setdefault(f"  ({task.kind})", []).append(task)
+    label_width = min(28, max((len(k) for k in rows), default=5))
+    lines = []
+    for name, tasks in rows.items():
+        cells = [" "] * width
+        for task in tasks:
+            first = int(task.start / total * width)
+            last = max(first, int(task.end / total * width) - (1 if task.end > task.start else 0))
+            char = "░" if task.kind in ("pause", "approval") else "█"
+            for column in range(min(first, width - 1), min(last, width - 1) + 1):
+                if cells[column] != "█":
+                    cells[column] = char
+        start, end = min(t.start for t in tasks), max(t.end for t in tasks)
+        lines.append(f"{name[:label_width]:<{label_width}} |{''.join(cells)}| {fmt(start)}-{fmt(end)}")
+    lines.append(f"{'':<{label_width}}  0{' ' * (width - len(fmt(total)) - 1)}{fmt(total)}")
+    return lines
+
+
+def plan_json(plan: Plan, estimate: Estimate, diagnostics: list[Diagnostic]) -> dict[str, Any]:
+    def scenario(s: Scenario) -> dict[str, Any]:
+        return {
+            "label": s.label, "choices": s.choices, "sequential_seconds": s.sequential,
+            "critical_seconds": s.critical, "planned_seconds": s.planned,
+            "critical_path": list(s.critical_path),
+            "phase_windows": {k: {"start": a, "end": b} for k, (a, b) in s.phase_windows.items()},
+        }
+
+    return {
+        "recovery": plan.id,
+        "rto_seconds": estimate.rto,
+        "verdict": estimate.verdict,
+        "worst": scenario(estimate.worst),
+        "scenarios": [scenario(s) for s in estimate.scenarios],
+        "bottlenecks": [{"name": b.name, "planned_without_seconds": b.planned_without, "saves_seconds": b.saves} for b in estimate.bottlenecks],
+        "steps_total": estimate.steps_total,
+        "steps_with_duration": estimate.steps_with_duration,
+        "assumptions": list(estimate.assumptions),
+        "phases": [{"id": p.id, "kind": p.kind, "after": list(p.upstream), "steps": [s.id for s in p.steps]} for p in plan.phases],
+        "diagnostics": [d.to_json() for d in diagnostics],
+    }
+
+
+def _action(action: PlanAction | None) -> dict[str, Any] | None:
+    if action is None:
+        return None
+    found = {"uses": action.uses, "operator": action.operator, "with": action.args}
+    if action.timeout is not None:
+        found["timeout"] = fmt(action.timeout)
+    return found
+
+
+def _step(step: PlanStep) -> dict[str, Any]:
+    resolved: dict[str, Any] = {
+        "id": step.id, "uses": step.uses, "operator": step.operator, "with": step.args, "name": step.display_name,
+        "retries": step.retries, "retry_delay": fmt(step.retry_delay), "backoff": step.backoff,
+        "max_retry_delay": fmt(step.max_retry_delay) if step.max_retry_delay else None,
+        "timeout": fmt(step.timeout) if step.timeout else None, "pool": step.pool, "pool_slots": step.pool_slots,
+        "queue": step.queue, "expected_duration": fmt(step.expected_duration) if step.expected_duration else None,
+        "critical": step.critical, "compensate": _action(step.compensate), "skip_if": _action(step.skip_if),
+    }
+    if step.description:
+        resolved["description"] = step.description
+    return resolved
+
+
+def resolved_spec(plan: Plan) -> dict[str, Any]:
+    """The spec as the factory will run it: defaults applied, inherited settings and `after` explicit."""
+    spec = plan.spec.model_dump(mode="json", by_alias=True, exclude={"phases", "finally_", "defaults"})
+    spec["params"] = {name: p.model_dump(mode="json", exclude_none=True) | {"type": p.json_type} for name, p in plan.spec.all_params.items()}
+    phases = []
+    for original in plan.spec.phases:
+        phase = plan.phase(original.id)
+        entry: dict[str, Any] = {"id": phase.id, "kind": phase.kind, "after": list(phase.upstream)}
+        if phase.description:
+            entry["description"] = phase.description
+        if phase.kind not in ("branch", "approval"):
+            entry["on_failure"] = phase.on_failure.describe()
+        if original.for_each is not None:
+            entry["for_each"] = original.for_each.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if original.waves is not None:
+            entry["waves"] = original.waves.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if phase.choices:
+            entry["branch"] = [{"when": c.condition.text, "then": c.target} if c.condition else {"otherwise": c.target} for c in phase.choices]
+        if phase.approval is not None:
+            entry["approval"] = phase.approval.model_dump(mode="json", exclude_none=True)
+        if phase.steps:
+            entry["steps"] = [_step(s) for s in phase.steps]
+        phases.append(entry)
+    spec["phases"] = phases
+    spec["finally"] = [_step(s) for s in plan.finally_steps]
+    return spec
