@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ _STYLE = {"error": "bold red", "warning": "yellow"}
 def print_diagnostics(console: Console, diagnostics: Iterable[Diagnostic]) -> None:
     for d in diagnostics:
         where = f"{d.location}: " if d.location else ""
-        console.print(Text.assemble(where, (d.severity, _STYLE[d.severity]), f": {d.message} ", (f"[{d.code}]", "dim")))
+        console.print(Text.assemble(where, (d.severity, _STYLE[d.severity]), f": {d.message} ", (f"[{d.code}]", "dim")), soft_wrap=True)
 
 
 def print_validation(console: Console, results: list[CheckedSpec], missing: list[Path], strict: bool) -> None:
@@ -54,7 +55,7 @@ def _verdict_text(estimate: Estimate) -> Text:
 
 def _phase_summary(phase: PlanPhase) -> str:
     if phase.kind == "branch":
-        return " | ".join(f"{c.condition.text if c.condition else 'otherwise'} -> {c.target}" for c in phase.choices)
+        return ", ".join(f"{c.target} (otherwise)" if c.condition is None else c.target for c in phase.choices)
     if phase.kind == "approval" and phase.approval is not None:
         timeout = f", timeout {fmt(phase.approval.timeout)} -> {phase.approval.on_timeout}" if phase.approval.timeout else ", no timeout"
         return f"{phase.approval.subject!r}{timeout}"
@@ -96,19 +97,26 @@ def print_plan(console: Console, plan: Plan, estimate: Estimate, diagnostics: li
         numbers.add_row(scenario.label, fmt(scenario.sequential), fmt(scenario.critical), fmt(scenario.planned), speedup, style=style)
     console.print(numbers)
     console.print(Text.assemble("verdict (worst path): ", _verdict_text(estimate)))
-    console.print(Text.assemble(("critical path: ", "bold"), " -> ".join(worst.critical_path) or "-"))
+    console.print(Text.assemble(("critical path: ", "bold"), " -> ".join(worst.critical_path) or "-"), soft_wrap=True)
     for bottleneck in estimate.bottlenecks:
         console.print(f"  lifting {bottleneck.name} would plan {fmt(bottleneck.planned_without)} (saves {fmt(bottleneck.saves)})")
-    coverage = f"{estimate.steps_with_duration} of {estimate.steps_total} steps have expected_duration"
-    for note in (coverage, *estimate.assumptions):
-        console.print(Text(f"note: {note}", "dim"))
+    for note in estimate.assumptions:
+        console.print(Text(f"note: {note}", "dim"), soft_wrap=True)
     console.print()
     console.print(Text(f"Gantt ({worst.label})", "bold"))
     for line in gantt_lines(worst, width):
-        console.print(line, highlight=False, markup=False)
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     if diagnostics:
         console.print()
         print_diagnostics(console, diagnostics)
+
+
+def wide_console(**kwargs: Any) -> Console:
+    """A console that does not squeeze tables into 80 columns when stdout is a pipe or a file."""
+    console = Console(highlight=False, **kwargs)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, width=120, **kwargs)
+    return console
 
 
 def gantt_lines(scenario: Scenario, width: int) -> list[str]:

@@ -190,8 +190,11 @@ class _Compiler:
         key = "for_each" if isinstance(fan, FanOut) else "waves"
         path = ("phases", index, key, "over")
         source = fan.over
-        hint = fan.expected_targets if isinstance(fan, FanOut) else fan.max_targets
-        count, known = (hint, True) if hint is not None else (1, False)
+        # What estimates assume: the user's hint, else the static list or the param's default;
+        # for waves max_targets is only the upper bound the layout needs, the last resort.
+        hint = fan.expected_targets if isinstance(fan, FanOut) else None
+        bound = fan.max_targets if isinstance(fan, Waves) else None
+        count, known = (hint, True) if hint is not None else ((bound, True) if bound is not None else (1, False))
         if source.items is not None:
             count, known = (hint if hint is not None else len(source.items)), True
         elif source.param is not None:
@@ -286,7 +289,7 @@ class _Compiler:
                 phase.waves.pause,
                 self.action(phase.waves.health_check, ("phases", index, "waves", "health_check")),
                 phase.waves.max_failed_waves,
-                max(1, math.ceil(fan_plan.count / phase.waves.size)),
+                max(1, math.ceil((phase.waves.max_targets or fan_plan.count) / phase.waves.size)),
             )
         return PlanPhase(
             id=phase.id,

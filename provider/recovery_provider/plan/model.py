@@ -74,7 +74,7 @@ class WavesPlan:
     pause: timedelta
     health_check: PlanAction | None
     max_failed_waves: int
-    wave_count: int  # waves laid out when the DAG is built
+    wave_count: int  # waves laid out when the DAG is built (from max_targets); estimates use the count
 
 
 @dataclass(frozen=True)

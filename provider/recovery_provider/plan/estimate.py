@@ -1,0 +1,480 @@
+"""How long a run of a plan takes: T_seq, the critical path, and the time with every cap honoured.
+
+The sum of the steps (T_seq) and the longest dependency path are the two bounds of the domain's
+trade-off; pools, max_parallel and Airflow's max_active_tasks decide where between them a real run
+lands. So the estimate simulates the run as the scheduler would start it (greedy, in task priority
+order, every cap honoured), once per combination of branch choices, then re-runs the worst
+combination with one cap lifted at a time to name the caps that cost time. Durations come from
+``expected_duration`` (missing ones count as 0 s). Nothing here imports Airflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from heapq import heapify, heappop, heappush
+
+from recovery_provider.plan.model import AIRFLOW_MAX_ACTIVE_TASKS, DEFAULT_POOL, Plan, PlanPhase, PlanStep
+
+_US = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class ScheduledTask:
+    """One task of the simulated run.
+
+    ``target`` is the 0-based fan-out index (Airflow's map index), ``wave`` the 0-based wave index;
+    labels count waves from 1 (``restart.wave1.health`` is wave 0), as people do.
+    """
+
+    label: str
+    kind: str  # "step" | "gate" | "branch" | "approval" | "health" | "pause" | "finally"
+    phase_id: str | None
+    step_id: str | None
+    target: int | None
+    wave: int | None
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One combination of branch choices and the run it leads to."""
+
+    choices: dict[str, str]  # branch phase -> chosen target phase; {} without branches
+    sequential: float  # T_seq: every task's duration added up (steps, health checks, pauses, approvals)
+    critical: float  # longest dependency path with unlimited resources
+    planned: float  # simulated makespan with every cap honoured
+    critical_path: tuple[str, ...]  # task labels along the longest path, gates left out
+    tasks: tuple[ScheduledTask, ...]  # the simulated schedule, in priority order
+    phase_windows: dict[str, tuple[float, float]]  # active phase -> (first start, last end)
+
+    @property
+    def label(self) -> str:
+        if not self.choices:
+            return "all phases"
+        if len(self.choices) == 1:
+            return next(iter(self.choices.values()))
+        return ", ".join(f"{branch}={target}" for branch, target in self.choices.items())
+
+
+@dataclass(frozen=True)
+class Bottleneck:
+    """A cap that costs time in the worst scenario."""
+
+    name: str  # "pool orders_io", "max_parallel of phase restore", "max_active_tasks (16)"
+    planned_without: float  # the worst scenario's planned time with just this cap lifted
+    saves: float  # worst.planned - planned_without, always > 0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """All scenarios of a plan, the worst judged against the RTO, and what the numbers assume."""
+
+    scenarios: tuple[Scenario, ...]
+    worst: Scenario
+    rto: float | None  # seconds
+    verdict: str  # "meets" | "exceeds" | "no-rto"
+    steps_total: int  # steps of the plan (phases + finally), once each, not per target
+    steps_with_duration: int  # of those, the ones with expected_duration
+    assumptions: tuple[str, ...]
+    bottlenecks: tuple[Bottleneck, ...]  # largest saving first
+
+
+# -- the task graph of one scenario ---------------------------------------------------------------
+@dataclass(frozen=True)
+class _Demand:
+    """What a task holds while it runs; tasks with equal demands queue together."""
+
+    pool: str | None  # None: not pool-capped
+    slots: int
+    group: tuple[str, str] | None  # (phase, step) whose running instances max_parallel counts
+
+
+@dataclass(slots=True)
+class _Node:
+    label: str
+    kind: str
+    phase_id: str | None
+    step_id: str | None
+    target: int | None
+    wave: int | None
+    duration: int  # microseconds: integer time keeps "at the same instant" exact
+    deps: tuple[int, ...]  # always lower ids: creation order is a topological order
+    demand: int  # index into _Graph.demands; -1 for tasks that hold no slot
+    hidden: bool  # a modelling join, not a task the DAG has
+
+
+@dataclass
+class _Graph:
+    nodes: list[_Node]
+    demands: list[_Demand]
+    children: list[list[int]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.children = [[] for _ in self.nodes]
+        for index, node in enumerate(self.nodes):
+            for dep in node.deps:
+                self.children[dep].append(index)
+
+
+def _us(duration: timedelta | None) -> int:
+    return duration // _US if duration is not None else 0
+
+
+def _seconds(microseconds: int) -> float:
+    return microseconds / 1_000_000
+
+
+class _Builder:
+    """Lays out the tasks the DAG factory renders for the phases active in one scenario.
+
+    Tasks are created in priority order (phase order, then target, then step), which is also the
+    order the simulation starts ready tasks in.
+    """
+
+    def __init__(self, plan: Plan, active: set[str]) -> None:
+        self.plan = plan
+        self.active = active
+        self.nodes: list[_Node] = []
+        self.demands: dict[_Demand, int] = {}
+        self.ends: dict[str, int] = {}
+
+    def build(self) -> _Graph:
+        for phase in self.plan.phases:
+            if phase.id in self.active:
+                self.ends[phase.id] = self.phase(phase, self.join(self.entry(phase), phase.id))
+        after: tuple[int, ...] = tuple(self.ends[p] for p in self.plan.leaves if p in self.ends)
+        for step in self.plan.finally_steps:
+            after = (self.task(step, None, self.join(after, None)),)
+        return _Graph(self.nodes, list(self.demands))
+
+    def add(self, label: str, kind: str, deps: tuple[int, ...], duration: int = 0, *, phase: str | None = None,
+            step: str | None = None, target: int | None = None, wave: int | None = None, demand: int = -1,
+            hidden: bool = False) -> int:
+        self.nodes.append(_Node(label, kind, phase, step, target, wave, duration, deps, demand, hidden))
+        return len(self.nodes) - 1
+
+    def demand(self, step: PlanStep | None, phase: PlanPhase | None) -> int:
+        """Health checks (no step) take no pool and no max_parallel slot, only a run slot."""
+        if step is None:
+            return self.demands.setdefault(_Demand(None, 0, None), len(self.demands))
+        pool = step.pool if step.pool != DEFAULT_POOL else None
+        capped = phase is not None and phase.fan_out is not None and phase.fan_out.max_parallel is not None
+        group = (phase.id, step.id) if capped and phase is not None else None
+        return self.demands.setdefault(_Demand(pool, step.pool_slots if pool else 0, group), len(self.demands))
+
+    def join(self, deps: tuple[int, ...], phase: str | None) -> tuple[int, ...]:
+        """One hidden node instead of N x M edges when many tasks wait for many others."""
+        if len(deps) <= 1:
+            return deps
+        return (self.add("join", "gate", deps, phase=phase, hidden=True),)
+
+    def entry(self, phase: PlanPhase) -> tuple[int, ...]:
+        """The ends of the active upstream phases; an inactive (skipped) one is done at once."""
+        return tuple(self.ends[up] for up in dict.fromkeys(phase.upstream) if up in self.ends)
+
+    def phase(self, phase: PlanPhase, entry: tuple[int, ...]) -> int:
+        """The phase's tasks; returns the node its downstream phases wait for."""
+        if phase.kind == "branch":
+            return self.add(phase.id, "branch", entry, phase=phase.id)
+        if phase.kind == "approval":
+            duration = _us(phase.approval.expected_duration if phase.approval else None)
+            return self.add(phase.id, "approval", entry, duration, phase=phase.id)
+        if phase.waves is not None:
+            lasts = self.waves(phase, entry)
+        elif phase.fan_out is not None:
+            lasts = tuple(n for i in range(phase.fan_out.count) for n in self.chain(phase, entry, i))
+        elif phase.kind == "parallel":
+            lasts = tuple(self.task(step, phase, entry) for step in phase.steps)
+        else:
+            lasts = self.chain(phase, entry)
+        return self.add(f"{phase.id}.gate", "gate", lasts or entry, phase=phase.id)
+
+    def chain(self, phase: PlanPhase, deps: tuple[int, ...], target: int | None = None,
+              wave: int | None = None) -> tuple[int, ...]:
+        for step in phase.steps:
+            deps = (self.task(step, phase, deps, target, wave),)
+        return deps
+
+    def task(self, step: PlanStep, phase: PlanPhase | None, deps: tuple[int, ...], target: int | None = None,
+             wave: int | None = None) -> int:
+        prefix = (phase.id if phase else "finally") + (f".wave{wave + 1}" if wave is not None else "")
+        label = f"{prefix}.{step.id}" + (f"[{target}]" if target is not None else "")
+        return self.add(label, "step" if phase else "finally", deps, _us(step.expected_duration),
+                        phase=phase.id if phase else None, step=step.id, target=target, wave=wave,
+                        demand=self.demand(step, phase))
+
+    def waves(self, phase: PlanPhase, entry: tuple[int, ...]) -> tuple[int, ...]:
+        """Wave k+1 waits for wave k, its health check and the pause after it."""
+        assert phase.waves is not None and phase.fan_out is not None
+        plan, count = phase.waves, phase.fan_out.count
+        check = plan.health_check
+        after = entry
+        for wave in range(plan.wave_count):
+            targets = range(wave * plan.size, min((wave + 1) * plan.size, count))
+            lasts = tuple(n for i in targets for n in self.chain(phase, after, i, wave))
+            after = self.join(lasts or after, phase.id)
+            name = f"{phase.id}.wave{wave + 1}"
+            if check is not None:
+                after = (self.add(f"{name}.health", "health", after, _us(check.expected_duration), phase=phase.id,
+                                  wave=wave, demand=self.demand(None, None)),)
+            if wave < plan.wave_count - 1 and plan.pause > timedelta(0):
+                after = (self.add(f"{name}.pause", "pause", after, _us(plan.pause), phase=phase.id, wave=wave),)
+        return after
+
+
+# -- simulation -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Caps:
+    pools: dict[str, int]  # pool -> slots
+    max_parallel: dict[str, int]  # phase -> running instances per step
+    max_active: int | None
+
+
+def _caps(plan: Plan) -> _Caps:
+    pools = {name: pool.slots for name, pool in plan.spec.pools.items() if name != DEFAULT_POOL}
+    max_parallel = {p.id: p.fan_out.max_parallel for p in plan.phases if p.fan_out and p.fan_out.max_parallel}
+    return _Caps(pools, max_parallel, plan.max_active_tasks)
+
+
+class _Run:
+    """Greedy list scheduling under caps, event by event.
+
+    Ready tasks wait in one queue per demand (same pool, slots and max_parallel group), so a
+    scheduling round only looks at queue heads: a task behind a head that does not fit would not fit
+    either. That keeps a 10,000-target fan-out fast.
+    """
+
+    def __init__(self, graph: _Graph, caps: _Caps) -> None:
+        self.graph = graph
+        size = len(graph.nodes)
+        self.waiting = [len(node.deps) for node in graph.nodes]
+        self.start = [0] * size
+        self.end = [0] * size
+        self.events: list[tuple[int, int]] = []
+        self.queues: list[list[int]] = [[] for _ in graph.demands]
+        self.pool = [d.pool if d.pool in caps.pools else None for d in graph.demands]
+        # A step asking for more slots than its pool has would never start; let it take them all.
+        self.slots = [min(d.slots, caps.pools[p]) if p else 0 for d, p in zip(graph.demands, self.pool, strict=True)]
+        self.group = [d.group if d.group and d.group[0] in caps.max_parallel else None for d in graph.demands]
+        self.free_pool = dict(caps.pools)
+        self.free_group = {g: caps.max_parallel[g[0]] for g in self.group if g}
+        self.free_active = caps.max_active if caps.max_active is not None else size + 1
+
+    def run(self) -> _Run:
+        for index, waiting in enumerate(self.waiting):
+            if not waiting:
+                self.ready(index, 0)
+        self.dispatch(0)
+        while self.events:
+            now = self.events[0][0]
+            while self.events and self.events[0][0] == now:
+                self.finish(heappop(self.events)[1], now)
+            self.dispatch(now)
+        return self
+
+    def ready(self, index: int, now: int) -> None:
+        demand = self.graph.nodes[index].demand
+        if demand < 0:
+            self.begin(index, now)
+        else:
+            heappush(self.queues[demand], index)
+
+    def fits(self, demand: int) -> bool:
+        pool, group = self.pool[demand], self.group[demand]
+        return (pool is None or self.free_pool[pool] >= self.slots[demand]) and (group is None or self.free_group[group] > 0)
+
+    def dispatch(self, now: int) -> None:
+        """Start every queued task that fits, highest priority (lowest id) first."""
+        heads = [(queue[0], demand) for demand, queue in enumerate(self.queues) if queue]
+        heapify(heads)
+        while heads and self.free_active > 0:
+            _, demand = heappop(heads)
+            if self.fits(demand):
+                queue = self.queues[demand]
+                self.begin(heappop(queue), now)
+                if queue:
+                    heappush(heads, (queue[0], demand))
+
+    def begin(self, index: int, now: int) -> None:
+        self.take(self.graph.nodes[index].demand, -1)
+        self.start[index] = now
+        self.end[index] = now + self.graph.nodes[index].duration
+        heappush(self.events, (self.end[index], index))
+
+    def finish(self, index: int, now: int) -> None:
+        self.take(self.graph.nodes[index].demand, +1)
+        for child in self.graph.children[index]:
+            self.waiting[child] -= 1
+            if not self.waiting[child]:
+                self.ready(child, now)
+
+    def take(self, demand: int, sign: int) -> None:
+        """Hold (sign -1) or give back (+1) what a task of this demand uses."""
+        if demand < 0:
+            return
+        self.free_active += sign
+        pool, group = self.pool[demand], self.group[demand]
+        if pool is not None:
+            self.free_pool[pool] += sign * self.slots[demand]
+        if group is not None:
+            self.free_group[group] += sign
+
+
+def _critical_path(graph: _Graph) -> tuple[int, tuple[str, ...]]:
+    """Longest path by duration with unlimited resources, and the labels along it."""
+    finish = [0] * len(graph.nodes)
+    before = [-1] * len(graph.nodes)
+    for index, node in enumerate(graph.nodes):
+        for dep in node.deps:
+            if before[index] < 0 or finish[dep] > finish[before[index]]:
+                before[index] = dep
+        finish[index] = (finish[before[index]] if before[index] >= 0 else 0) + node.duration
+    if not graph.nodes:
+        return 0, ()
+    index = max(range(len(finish)), key=lambda i: (finish[i], i))
+    length, labels = finish[index], []
+    while index >= 0:
+        node = graph.nodes[index]
+        if node.kind != "gate":
+            labels.append(node.label)
+        index = before[index]
+    return length, tuple(reversed(labels))
+
+
+# -- scenarios ------------------------------------------------------------------------------------
+def _active(plan: Plan, choices: dict[str, str]) -> set[str]:
+    """Phases that run: a root, or one with a running upstream; a branch target only if chosen."""
+    active: set[str] = set()
+    for phase in plan.phases:
+        reached = not phase.upstream or any(up in active for up in phase.upstream)
+        chosen = phase.chosen_by is None or (phase.chosen_by in active and choices.get(phase.chosen_by) == phase.id)
+        if reached and chosen:
+            active.add(phase.id)
+    return active
+
+
+def _choice_sets(plan: Plan) -> Iterator[dict[str, str]]:
+    """Every combination of choices of the branches that run, in phase and case order."""
+
+    def walk(start: int, choices: dict[str, str]) -> Iterator[dict[str, str]]:
+        for position in range(start, len(plan.phases)):
+            phase = plan.phases[position]
+            if phase.kind == "branch" and phase.id in _active(plan, choices):
+                for target in dict.fromkeys(c.target for c in phase.choices):
+                    yield from walk(position + 1, {**choices, phase.id: target})
+                return
+        yield choices
+
+    return walk(0, {})
+
+
+def _scenario(plan: Plan, choices: dict[str, str], caps: _Caps) -> tuple[Scenario, _Graph]:
+    graph = _Builder(plan, _active(plan, choices)).build()
+    run = _Run(graph, caps).run()
+    critical, path = _critical_path(graph)
+    tasks: list[ScheduledTask] = []
+    windows: dict[str, tuple[float, float]] = {}
+    for index, node in enumerate(graph.nodes):
+        if node.hidden:
+            continue
+        start, end = _seconds(run.start[index]), _seconds(run.end[index])
+        tasks.append(ScheduledTask(node.label, node.kind, node.phase_id, node.step_id, node.target, node.wave, start, end))
+        if node.phase_id is not None:
+            low, high = windows.get(node.phase_id, (start, end))
+            windows[node.phase_id] = (min(low, start), max(high, end))
+    scenario = Scenario(
+        choices=choices,
+        sequential=_seconds(sum(node.duration for node in graph.nodes)),
+        critical=_seconds(critical),
+        planned=_seconds(max(run.end, default=0)),
+        critical_path=path,
+        tasks=tuple(tasks),
+        phase_windows=windows,
+    )
+    return scenario, graph
+
+
+def _liftable(graph: _Graph, caps: _Caps) -> list[tuple[str, _Caps]]:
+    """Each cap the scenario meets, with the caps that remain when it alone is lifted."""
+    pools = dict.fromkeys(d.pool for d in graph.demands if d.pool in caps.pools)
+    phases = dict.fromkeys(d.group[0] for d in graph.demands if d.group and d.group[0] in caps.max_parallel)
+    found = [(f"pool {p}", replace(caps, pools={k: v for k, v in caps.pools.items() if k != p})) for p in pools if p]
+    found += [(f"max_parallel of phase {p}", replace(caps, max_parallel={k: v for k, v in caps.max_parallel.items() if k != p}))
+              for p in phases]
+    if caps.max_active is not None:
+        found.append((f"max_active_tasks ({caps.max_active})", replace(caps, max_active=None)))
+    return found
+
+
+def _bottlenecks(graph: _Graph, caps: _Caps, worst: Scenario) -> tuple[Bottleneck, ...]:
+    found = []
+    for name, lifted in _liftable(graph, caps):
+        without = _seconds(max(_Run(graph, lifted).run().end, default=0))
+        if worst.planned - without > 0:
+            found.append(Bottleneck(name, without, worst.planned - without))
+    return tuple(sorted(found, key=lambda b: -b.saves))
+
+
+def _assumptions(plan: Plan, truncated: int | None) -> list[str]:
+    """What the numbers take for granted, each with what would make it true or unneeded."""
+    notes: list[str] = []
+    for phase in plan.phases:
+        fan = phase.fan_out
+        if fan is None:
+            if phase.approval is not None and phase.approval.expected_duration is None:
+                notes.append(f"approval '{phase.id}' counts as 0 s (set approval.expected_duration)")
+            continue
+        plural = "" if fan.count == 1 else "s"
+        hint = "waves.max_targets" if phase.waves is not None else "for_each.expected_targets"
+        if not fan.count_known:
+            notes.append(f"phase '{phase.id}' assumes {fan.count} target{plural} (set {hint})")
+        elif fan.source.param is not None and fan.source.items is None:
+            notes.append(f"phase '{phase.id}' assumes {fan.count} target{plural}: the default of param '{fan.source.param}' or {hint}")
+        check = phase.waves.health_check if phase.waves else None
+        if check is not None and check.expected_duration is None:
+            notes.append(f"health checks of phase '{phase.id}' count as 0 s (set health_check.expected_duration)")
+    missing = [s.id for s in plan.steps if s.expected_duration is None]
+    if missing:
+        notes.append(f"{len(missing)} of {len(plan.steps)} steps count as 0 s (no expected_duration): {', '.join(missing)}")
+    pools = sorted({s.pool for s in plan.steps if s.pool and s.pool != DEFAULT_POOL})
+    undeclared = [p for p in pools if p not in plan.spec.pools]
+    if undeclared:
+        notes.append(f"undeclared pools are taken as uncapped: {', '.join(undeclared)}")
+    if len(undeclared) < len(pools):
+        notes.append("pools serve this run alone (no other run or DAG holds their slots)")
+    if plan.spec.max_active_tasks is None:
+        notes.append(f"at most {AIRFLOW_MAX_ACTIVE_TASKS} tasks at once (Airflow's max_active_tasks default)")
+    notes.append("every step succeeds on its first try, and a worker is free whenever a cap allows a task")
+    if truncated is not None:
+        notes.append(f"only the first {truncated} combinations of branch choices are estimated; the plan has more")
+    return notes
+
+
+def estimate_plan(plan: Plan, max_scenarios: int = 64) -> Estimate:
+    """Simulate every branch combination (up to max_scenarios) and judge the worst against the RTO."""
+    if max_scenarios < 1:
+        raise ValueError(f"max_scenarios must be at least 1, got {max_scenarios}")
+    caps = _caps(plan)
+    runs: list[tuple[Scenario, _Graph]] = []
+    truncated: int | None = None
+    for choices in _choice_sets(plan):
+        if len(runs) == max_scenarios:
+            truncated = max_scenarios
+            break
+        runs.append(_scenario(plan, choices, caps))
+    worst, worst_graph = max(runs, key=lambda run: run[0].planned)
+    rto = plan.spec.objectives.rto.total_seconds() if plan.spec.objectives.rto is not None else None
+    verdict = "no-rto" if rto is None else ("meets" if worst.planned <= rto else "exceeds")
+    return Estimate(
+        scenarios=tuple(scenario for scenario, _ in runs),
+        worst=worst,
+        rto=rto,
+        verdict=verdict,
+        steps_total=len(plan.steps),
+        steps_with_duration=sum(1 for s in plan.steps if s.expected_duration is not None),
+        assumptions=tuple(_assumptions(plan, truncated)),
+        bottlenecks=_bottlenecks(worst_graph, caps, worst),
+    )
