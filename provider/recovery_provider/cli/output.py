@@ -97,7 +97,7 @@ def print_plan(console: Console, plan: Plan, estimate: Estimate, diagnostics: li
         numbers.add_row(scenario.label, fmt(scenario.sequential), fmt(scenario.critical), fmt(scenario.planned), speedup, style=style)
     console.print(numbers)
     console.print(Text.assemble("verdict (worst path): ", _verdict_text(estimate)))
-    console.print(Text.assemble(("critical path: ", "bold"), " -> ".join(worst.critical_path) or "-"), soft_wrap=True)
+    console.print(Text.assemble(("critical path: ", "bold"), " -> ".join(fold_path(worst.critical_path)) or "-"), soft_wrap=True)
     for bottleneck in estimate.bottlenecks:
         console.print(f"  lifting {bottleneck.name} would plan {fmt(bottleneck.planned_without)} (saves {fmt(bottleneck.saves)})")
     for note in estimate.assumptions:
@@ -117,6 +117,20 @@ def wide_console(**kwargs: Any) -> Console:
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console = Console(highlight=False, width=120, **kwargs)
     return console
+
+
+def fold_path(labels: Iterable[str], keep: int = 3) -> list[str]:
+    """Fold long runs of one phase (waves, big chains) into 'first ... last (N tasks)'."""
+    runs: list[list[str]] = []
+    for label in labels:
+        if runs and runs[-1][0].split(".")[0] == label.split(".")[0]:
+            runs[-1].append(label)
+        else:
+            runs.append([label])
+    folded: list[str] = []
+    for run in runs:
+        folded += run if len(run) <= keep else [f"{run[0]} ... {run[-1]} ({len(run)} tasks)"]
+    return folded
 
 
 def gantt_lines(scenario: Scenario, width: int) -> list[str]:

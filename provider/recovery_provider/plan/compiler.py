@@ -196,7 +196,7 @@ class _Compiler:
         bound = fan.max_targets if isinstance(fan, Waves) else None
         count, known = (hint, True) if hint is not None else ((bound, True) if bound is not None else (1, False))
         if source.items is not None:
-            count, known = (hint if hint is not None else len(source.items)), True
+            count, known = len(source.items), True
         elif source.param is not None:
             param = self.spec.all_params.get(source.param)
             if param is None:

@@ -212,7 +212,9 @@ class _Builder:
         plan, count = phase.waves, phase.fan_out.count
         check = plan.health_check
         after = entry
-        for wave in range(plan.wave_count):
+        # Only waves that get targets run; the layout's spare waves (max_targets) are skipped.
+        waves_run = max(1, -(-count // plan.size))
+        for wave in range(waves_run):
             targets = range(wave * plan.size, min((wave + 1) * plan.size, count))
             lasts = tuple(n for i in targets for n in self.chain(phase, after, i, wave))
             after = self.join(lasts or after, phase.id)
@@ -220,7 +222,7 @@ class _Builder:
             if check is not None:
                 after = (self.add(f"{name}.health", "health", after, _us(check.expected_duration), phase=phase.id,
                                   wave=wave, demand=self.demand(None, None)),)
-            if wave < plan.wave_count - 1 and plan.pause > timedelta(0):
+            if wave < waves_run - 1 and plan.pause > timedelta(0):
                 after = (self.add(f"{name}.pause", "pause", after, _us(plan.pause), phase=phase.id, wave=wave),)
         return after
 

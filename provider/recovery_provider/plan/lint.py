@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from itertools import pairwise
 
 from recovery_provider.plan.model import AIRFLOW_MAX_MAP_LENGTH, Plan, PlanPhase
 from recovery_provider.spec.diagnostics import Diagnostic, Path
@@ -120,7 +121,8 @@ def _schedule_interval(schedule: str) -> timedelta | None:
         fires = [times.get_next(dt.datetime) for _ in range(8)]
     except (ValueError, KeyError):
         return None
-    return max(b - a for a, b in zip(fires, fires[1:], strict=False))
+    gaps: list[timedelta] = [b - a for a, b in pairwise(fires)]
+    return max(gaps)
 
 
 RULES: tuple[Rule, ...] = (

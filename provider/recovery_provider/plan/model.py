@@ -116,7 +116,10 @@ class Plan:
         return self.spec.id
 
     def phase(self, phase_id: str) -> PlanPhase:
-        return next(p for p in self.phases if p.id == phase_id)
+        for phase in self.phases:
+            if phase.id == phase_id:
+                return phase
+        raise KeyError(f"plan {self.id!r} has no phase {phase_id!r}")
 
     @property
     def steps(self) -> list[PlanStep]:

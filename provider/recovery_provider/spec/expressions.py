@@ -113,7 +113,9 @@ class _Checker(ast.NodeVisitor):
         for element in node.elts:
             self.visit(element)
 
-    visit_Tuple = visit_List  # noqa: N815
+    def visit_Tuple(self, node: ast.Tuple) -> None:
+        for element in node.elts:
+            self.visit(element)
 
     def visit_Name(self, node: ast.Name) -> None:
         if node.id not in _LITERAL_NAMES:
@@ -167,7 +169,8 @@ class _Evaluator(ast.NodeVisitor):
     def visit_List(self, node: ast.List) -> list[Any]:
         return [self.visit(e) for e in node.elts]
 
-    visit_Tuple = visit_List  # noqa: N815
+    def visit_Tuple(self, node: ast.Tuple) -> list[Any]:
+        return [self.visit(e) for e in node.elts]
 
     def visit_Name(self, node: ast.Name) -> Any:
         return _LITERAL_NAMES[node.id]
