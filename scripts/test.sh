@@ -4,6 +4,6 @@
 source "$(dirname "$0")/_env.sh"
 ensure_venv
 cd "$ROOT"
-echo "==> ruff" && "$VENV/bin/ruff" check provider tests dags plugins benchmarks
+echo "==> ruff" && "$VENV/bin/ruff" check .
 echo "==> mypy" && "$VENV/bin/mypy"
 echo "==> pytest" && "$VENV/bin/pytest" "$@"
