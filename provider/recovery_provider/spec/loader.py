@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from recovery_provider.exceptions import SpecError
-from recovery_provider.spec.diagnostics import Diagnostic, display_path
+from recovery_provider.spec.diagnostics import Diagnostic, Location, display_path
 from recovery_provider.spec.diagnostics import Path as DataPath
 from recovery_provider.spec.models import RecoverySpec
 from recovery_provider.spec.yamlsource import SourceMap, load_yaml
@@ -70,8 +70,8 @@ def load_spec(path: str | Path) -> LoadedSpec:
     file = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise SpecError([Diagnostic("error", "encoding", f"{file} is not UTF-8 text: save it as UTF-8")]) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError([Diagnostic("error", "encoding", f"{file} is not UTF-8 text: save it as UTF-8", Location(file, exc.object.count(b"\n", 0, exc.start) + 1, exc.start - exc.object.rfind(b"\n", 0, exc.start)))]) from None
     except OSError as exc:
         raise SpecError([Diagnostic("error", "unreadable", f"cannot read {file}: {exc.strerror or exc}")]) from None
     return load_spec_text(text, file)
@@ -108,7 +108,7 @@ def _data_path(loc: tuple[int | str, ...], data: Any) -> DataPath:
         if in_dict or in_list:
             current = current[part]
             path.append(part)
-        elif last and isinstance(part, str) and isinstance(current, dict):
+        elif last and isinstance(part, str) and isinstance(current, dict) and part != "[key]":
             path.append(part)  # a missing key: point at its parent, name the key
     return tuple(path)
 
@@ -142,7 +142,7 @@ def _diagnostic(error: ErrorDetails, data: Any, source: SourceMap) -> Diagnostic
     elif not kind.startswith("value_error") and "input" in error and not isinstance(error["input"], (dict, list)):
         message = f"{message} (got {error['input']!r})"
     code = "invalid-value" if kind == "value_error" else f"invalid-{kind.replace('_', '-')}"
-    return Diagnostic("error", code, f"{where or 'top level'}: {message}", source.locate(path), path)
+    return Diagnostic("error", code, f"{where or 'top level'}: {message}", source.locate(path, key=error["loc"][-1:] == ("[key]",)), path)
 
 
 def _describe(value: Any) -> str:

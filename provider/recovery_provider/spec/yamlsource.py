@@ -108,7 +108,7 @@ def load_yaml(text: str, file: str) -> tuple[YamlDocument | None, list[Diagnosti
         location = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
         return None, [Diagnostic("error", "yaml-syntax", f"YAML syntax: {problem}; check indentation and quoting here", location)]
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeError) as exc:  # UnicodeError: lone surrogates in text given as str
         return None, [Diagnostic("error", "yaml-syntax", f"YAML syntax: {exc}", Location(file, 1, 1))]
     if node is None:
         return None, [Diagnostic("error", "empty", "the file is empty: a spec starts with 'recovery: <id>'", Location(file, 1, 1))]
