@@ -40,24 +40,9 @@ INVALID_SPECS = sorted(INVALID.glob("*.yaml"))
 WARNING_SPECS = sorted(WARNINGS.glob("*.yaml"))
 
 # Product bugs this corpus found. The .expected file states the right output.
-KNOWN_BUGS: dict[str, str] = {
-    "bad_recovery_id": "the id-pattern message describes step/phase ids; recovery ids and pool names allow '.', '-' "
-    "and a leading digit, and a pool name is not an id",
-    "bad_start_date": "a bad start_date gives two errors, one per member of the date | datetime union",
-    "control_character": "a control character is reported at 1:1 with a two-line message naming '<unicode string>', "
-    "although its position is known",
-    "dry_run_not_boolean": "a non-boolean dry_run param is reported at the first param (path 'params'), not at dry_run",
-    "duplicate_ids": "a duplicated phase id also produces a bogus cycle 'restore -> restore'",
-    "target_source_scalar": "over: <name> says 'expected a mapping', although a list is accepted too",
-    "tolerate_range": "tolerate: -1 / '150%' are reported under internal fields max_failures / max_failure_percent",
-    "yaml_unclosed_quote": "an unterminated quote is reported at the end of the file, not where the quote opens",
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 runner = CliRunner()
-
-
-# Of those, the ones that also break the CLI's one-diagnostic-per-line output.
-KNOWN_CLI_BUGS = {name: KNOWN_BUGS[name] for name in ("control_character",)}
 
 
 def _params(specs: list[Path], bugs: dict[str, str] = KNOWN_BUGS) -> list[Any]:
@@ -155,7 +140,7 @@ def test_warning_spec_gives_exactly_the_expected_warnings(spec: Path, monkeypatc
 # -- the CLI ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("spec", _params(INVALID_SPECS, KNOWN_CLI_BUGS))
+@pytest.mark.parametrize("spec", _params(INVALID_SPECS))
 def test_cli_rejects_each_invalid_file(spec: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     checked = _check_relative(spec, monkeypatch)
     code, out = _cli("validate", spec.name)

@@ -24,7 +24,7 @@ from recovery_provider.plan.model import (
     WavesPlan,
 )
 from recovery_provider.spec.diagnostics import Diagnostic, Path
-from recovery_provider.spec.models import Action, FanOut, Phase, RecoverySpec, Step, Waves
+from recovery_provider.spec.models import DRY_RUN, Action, FanOut, Phase, RecoverySpec, Step, Waves
 from recovery_provider.spec.registry import resolve_uses
 
 
@@ -45,6 +45,11 @@ class _Compiler:
         self.diagnostics.append(Diagnostic("error", code, message, path=path))
 
     # -- identities -------------------------------------------------------------------------
+    def check_params(self) -> None:
+        declared = self.spec.params.get(DRY_RUN)
+        if declared is not None and declared.json_type not in (None, "boolean"):
+            self.error("dry-run-not-boolean", "'dry_run' is the built-in dry-run switch and must be a boolean (true or false)", ("params", DRY_RUN))
+
     def check_ids(self) -> None:
         seen_phases: dict[str, int] = {}
         for index, phase in enumerate(self.spec.phases):
@@ -179,12 +184,12 @@ class _Compiler:
     # -- references from values -------------------------------------------------------------
     def check_step_reference(self, step_id: str, phase: Phase, path: Path, what: str) -> None:
         if step_id not in self.step_phase:
-            self.error("unknown-step", f"{what} refers to step '{step_id}', which does not exist{_suggest(step_id, self.step_phase)}", path)
+            self.error("unknown-step", f"{what} refer to step '{step_id}', which does not exist{_suggest(step_id, self.step_phase)}", path)
             return
         owner = self.step_phase[step_id]
         if owner is None or owner not in self.ancestors(phase.id):
             where = f"phase '{owner}'" if owner else "'finally'"
-            self.error("step-not-upstream", f"{what} refers to step '{step_id}', but it runs in {where}, which does not finish before phase '{phase.id}'", path)
+            self.error("step-not-upstream", f"{what} refer to step '{step_id}', but it runs in {where}, which does not finish before phase '{phase.id}'", path)
 
     def fan_out(self, phase: Phase, index: int, fan: FanOut | Waves) -> FanOutPlan:
         key = "for_each" if isinstance(fan, FanOut) else "waves"
@@ -202,11 +207,11 @@ class _Compiler:
             if param is None:
                 self.error("unknown-param", f"targets come from param '{source.param}', which is not declared under params{_suggest(source.param, self.spec.all_params)}", (*path, "param"))
             elif param.json_type not in (None, "array"):
-                self.error("param-not-list", f"targets come from param '{source.param}', which is a {param.json_type}: declare it with type: array", (*path, "param"))
+                self.error("param-not-list", f"targets come from param '{source.param}', which is of type {param.json_type}: declare it with type: array", (*path, "param"))
             elif hint is None and isinstance(param.default, list):
                 count, known = len(param.default), True
         elif source.step is not None:
-            self.check_step_reference(source.step, phase, (*path, "step"), f"phase '{phase.id}' targets")
+            self.check_step_reference(source.step, phase, (*path, "step"), f"the targets of phase '{phase.id}'")
         if isinstance(fan, Waves) and source.items is None and fan.max_targets is None:
             self.error("waves-need-max-targets", f"waves of phase '{phase.id}' take their targets at run time: set max_targets, the most targets a run may bring (the waves are laid out when the DAG is built)", ("phases", index, "waves"))
         return FanOutPlan(source, fan.as_, count, known, fan.max_parallel if isinstance(fan, FanOut) else None)
@@ -221,7 +226,7 @@ class _Compiler:
                 for name in sorted(condition.params - set(params)):
                     self.error("unknown-param", f"branch '{phase.id}' tests params.{name}, which is not declared under params{_suggest(name, params)}", path)
                 for step_id in sorted(condition.steps):
-                    self.check_step_reference(step_id, phase, path, f"branch '{phase.id}'")
+                    self.check_step_reference(step_id, phase, path, f"the conditions of branch '{phase.id}'")
             target = case.then if condition is not None else case.otherwise
             assert target is not None
             found.append(BranchChoice(condition, target, path))
@@ -245,7 +250,7 @@ class _Compiler:
             declared = self.spec.pools.get(pool)
             where = (*path, "pool") if step.pool else (("phases", path[1], "pool") if phase and phase.pool else ("defaults", "pool"))
             if declared is None:
-                self.error("undefined-pool", f"step '{step.id}' uses pool '{pool}', which is not declared under pools{_suggest(pool, self.spec.pools)}: Airflow would never schedule it", where)
+                self.error("undefined-pool", f"step '{step.id}' uses pool '{pool}', which is not declared under pools (Airflow would never schedule it){_suggest(pool, self.spec.pools)}", where)
             elif step.pool_slots > declared.slots:
                 self.error("pool-too-small", f"step '{step.id}' takes {step.pool_slots} slots of pool '{pool}', which has {declared.slots}: it could never start", (*path, "pool_slots"))
 
@@ -310,7 +315,10 @@ class _Compiler:
 def compile_plan(spec: RecoverySpec) -> tuple[Plan | None, list[Diagnostic]]:
     """Compile a spec; the plan is None when errors make it meaningless."""
     compiler = _Compiler(spec)
+    compiler.check_params()
     compiler.check_ids()
+    if any(d.code == "duplicate-id" and d.path[0] == "phases" and d.path[-1] == "id" and len(d.path) == 3 for d in compiler.diagnostics):
+        return None, compiler.diagnostics  # dependencies between ambiguous phases would be nonsense
     compiler.resolve_branch_targets()
     compiler.resolve_upstream()
     order = compiler.topological_order()

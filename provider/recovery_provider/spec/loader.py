@@ -19,7 +19,12 @@ from pydantic_core import ErrorDetails
 from recovery_provider.exceptions import SpecError
 from recovery_provider.spec.diagnostics import Diagnostic, Location, display_path
 from recovery_provider.spec.diagnostics import Path as DataPath
-from recovery_provider.spec.models import RecoverySpec
+from recovery_provider.spec.models import (
+    IDENTIFIER_PATTERN,
+    POOL_NAME_PATTERN,
+    RECOVERY_ID_PATTERN,
+    RecoverySpec,
+)
 from recovery_provider.spec.yamlsource import SourceMap, load_yaml
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -73,7 +78,7 @@ def load_spec(path: str | Path) -> LoadedSpec:
     except UnicodeDecodeError as exc:
         raise SpecError([Diagnostic("error", "encoding", f"{file} is not UTF-8 text: save it as UTF-8", Location(file, exc.object.count(b"\n", 0, exc.start) + 1, exc.start - exc.object.rfind(b"\n", 0, exc.start)))]) from None
     except OSError as exc:
-        raise SpecError([Diagnostic("error", "unreadable", f"cannot read {file}: {exc.strerror or exc}")]) from None
+        raise SpecError([Diagnostic("error", "unreadable", f"cannot read {file}: {exc.strerror or exc}", Location(file, 1, 1))]) from None
     return load_spec_text(text, file)
 
 
@@ -129,7 +134,7 @@ def _diagnostic(error: ErrorDetails, data: Any, source: SourceMap) -> Diagnostic
         return Diagnostic("error", "missing-key", f"{parent}: missing required key '{key}'", source.locate(path[:-1]), path)
     message = error["msg"].removeprefix("Value error, ")
     if kind == "string_pattern_mismatch":
-        message = f"{error['input']!r} is not a valid id: use letters, digits and '_', starting with a letter or '_'"
+        message = f"{error['input']!r} {_PATTERN_HELP.get(str(error.get('ctx', {}).get('pattern')), 'has characters that are not allowed here')}"
     elif kind == "literal_error":
         expected = str(error.get("ctx", {}).get("expected", ""))
         options = [o.strip(" '") for o in expected.replace(" or ", ",").split(",") if o.strip()]
@@ -143,6 +148,13 @@ def _diagnostic(error: ErrorDetails, data: Any, source: SourceMap) -> Diagnostic
         message = f"{message} (got {error['input']!r})"
     code = "invalid-value" if kind == "value_error" else f"invalid-{kind.replace('_', '-')}"
     return Diagnostic("error", code, f"{where or 'top level'}: {message}", source.locate(path, key=error["loc"][-1:] == ("[key]",)), path)
+
+
+_PATTERN_HELP = {
+    IDENTIFIER_PATTERN: "is not a valid id: use letters, digits and '_', starting with a letter or '_'",
+    RECOVERY_ID_PATTERN: "is not a valid recovery id: use letters, digits, '_', '.' and '-', starting with a letter, digit or '_'",
+    POOL_NAME_PATTERN: "is not a valid pool name: use letters, digits, '_', '.' and '-'",
+}
 
 
 def _describe(value: Any) -> str:

@@ -9,6 +9,7 @@ cycles, pools, RTO) live in :mod:`recovery_provider.plan`.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import re
 from typing import Annotated, Any, Literal
 
@@ -26,7 +27,7 @@ from pydantic import (
 
 from recovery_provider.spec.durations import DURATION_PATTERN, format_duration, parse_duration
 from recovery_provider.spec.expressions import Condition, parse_condition
-from recovery_provider.spec.registry import resolve_uses
+from recovery_provider.spec.registry import ALIASES, resolve_uses
 
 Duration = Annotated[
     dt.timedelta,
@@ -34,13 +35,12 @@ Duration = Annotated[
     PlainSerializer(format_duration, return_type=str),
     WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["30s", "15m", "1h30m"]}),
 ]
-Identifier = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", min_length=1, max_length=100)
-]
-RecoveryId = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", min_length=1, max_length=200)
-]
-PoolName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$", min_length=1, max_length=256)]
+IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+RECOVERY_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+POOL_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=100)]
+RecoveryId = Annotated[str, StringConstraints(pattern=RECOVERY_ID_PATTERN, min_length=1, max_length=200)]
+PoolName = Annotated[str, StringConstraints(pattern=POOL_NAME_PATTERN, min_length=1, max_length=256)]
 
 SCHEDULE_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
 PARAM_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -52,6 +52,8 @@ PARAM_TYPES: dict[str, type | tuple[type, ...]] = {
     "object": dict,
 }
 DRY_RUN = "dry_run"
+# Far above Airflow's max_map_length (1024): a bound that keeps estimates instant.
+MAX_TARGETS = 10_000
 
 
 def _replace_schema(replacement: dict[str, Any]) -> Any:
@@ -70,6 +72,18 @@ def _also_shorthand(schema: dict[str, Any]) -> None:
     full = dict(schema)
     schema.clear()
     schema["anyOf"] = [full, {"type": ["string", "number", "integer", "boolean", "array", "null"], "description": "Shorthand: the default value."}]
+
+
+def _date_or_datetime(value: Any) -> Any:
+    """One clear error instead of one per member of ``date | datetime``."""
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value) if "T" in value or " " in value.strip() else dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError(f"{value!r} is not a date: write 2025-01-01 or 2025-01-01T02:00:00+00:00")
 
 
 def _as_list(value: Any) -> Any:
@@ -171,7 +185,8 @@ Uses = Annotated[
     BeforeValidator(lambda v: v.strip() if isinstance(v, str) else v),
     Field(
         description="Operator: a registered alias such as postgres.backup, or an import path "
-        "package.module:ClassName."
+        "package.module:ClassName.",
+        examples=sorted(ALIASES),
     ),
 ]
 
@@ -228,7 +243,11 @@ class TargetSource(SpecModel):
     @model_validator(mode="before")
     @classmethod
     def _list_is_items(cls, data: Any) -> Any:
-        return {"items": data} if isinstance(data, list) else data
+        if isinstance(data, list):
+            return {"items": data}
+        if not isinstance(data, dict):
+            raise ValueError(f"give the targets as a list, as {{param: <name>}} or as {{step: <step_id>}}, got {data!r}")
+        return data
 
     @model_validator(mode="after")
     def _exactly_one(self) -> TargetSource:
@@ -249,7 +268,7 @@ class FanOut(SpecModel):
     as_: Identifier = Field("target", alias="as", description="Argument name each target is passed as.")
     max_parallel: int | None = Field(None, ge=1, description="Most targets running at once.")
     expected_targets: int | None = Field(
-        None, ge=0, description="Typical number of targets, for estimates when they are known only at run time."
+        None, ge=0, le=MAX_TARGETS, description="Typical number of targets, for estimates when they are known only at run time."
     )
 
 
@@ -263,7 +282,7 @@ class Waves(SpecModel):
     health_check: Action | None = Field(None, description="Runs after each wave; a failure is a failed wave.")
     max_failed_waves: int = Field(1, ge=1, description="Stop the remaining waves after this many failed waves.")
     max_targets: int | None = Field(
-        None, ge=1, description="Most targets a run-time source may yield (waves are laid out when the DAG is built)."
+        None, ge=1, le=MAX_TARGETS, description="Most targets a run-time source may yield (waves are laid out when the DAG is built)."
     )
 
 
@@ -331,13 +350,20 @@ class FailurePolicy(SpecModel):
     def _from_spec_form(cls, data: Any) -> Any:
         if isinstance(data, str):
             if data not in ("fail_fast", "continue"):
-                raise ValueError(f"on_failure must be fail_fast, continue or {{tolerate: N | 'P%'}}, got {data!r}")
+                close = difflib.get_close_matches(data, ["fail_fast", "continue"], n=1, cutoff=0.6)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ValueError(f"on_failure must be fail_fast, continue or {{tolerate: N | 'P%'}}, got {data!r}{hint}")
             return {"mode": data}
         if isinstance(data, dict) and set(data) == {"tolerate"}:
             tolerate = data["tolerate"]
-            if isinstance(tolerate, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*%\s*", tolerate):
-                return {"mode": "tolerate", "max_failure_percent": float(tolerate.strip().rstrip("%"))}
+            if isinstance(tolerate, str) and re.fullmatch(r"\s*-?\d+(\.\d+)?\s*%\s*", tolerate):
+                percent = float(tolerate.strip().rstrip("%"))
+                if not 0 <= percent <= 100:
+                    raise ValueError(f"tolerate takes a percentage between 0% and 100%, got {tolerate!r}")
+                return {"mode": "tolerate", "max_failure_percent": percent}
             if isinstance(tolerate, int) and not isinstance(tolerate, bool):
+                if tolerate < 0:
+                    raise ValueError(f"tolerate takes a count of 0 or more failures, got {tolerate}")
                 return {"mode": "tolerate", "max_failures": tolerate}
             raise ValueError(f"tolerate takes a count (2) or a percentage ('25%'), got {tolerate!r}")
         raise ValueError(f"on_failure must be fail_fast, continue or {{tolerate: N | 'P%'}}, got {data!r}")
@@ -427,7 +453,9 @@ class RecoverySpec(SpecModel):
         None, description="Cron expression or preset (@daily ...); null for manual runs during incidents."
     )
     catchup: bool = Field(False, description="Run missed schedule intervals.")
-    start_date: dt.date | dt.datetime = Field(dt.date(2025, 1, 1), description="First logical date.")
+    start_date: Annotated[dt.date | dt.datetime, BeforeValidator(_date_or_datetime)] = Field(
+        dt.date(2025, 1, 1), description="First logical date: 2025-01-01 or 2025-01-01T02:00:00+00:00."
+    )
     objectives: Objectives = Field(default_factory=Objectives, description="RTO and RPO.")
     run_timeout: Duration | None = Field(None, description="Hard limit of a whole run: past it the run fails.")
     max_active_tasks: int | None = Field(None, ge=1, description="Most tasks of one run at once.")
@@ -444,14 +472,6 @@ class RecoverySpec(SpecModel):
     def _param_shorthand(cls, value: Any) -> Any:
         if isinstance(value, dict):
             return {k: v if isinstance(v, dict) else {"default": v} for k, v in value.items()}
-        return value
-
-    @field_validator("params")
-    @classmethod
-    def _dry_run_is_boolean(cls, value: dict[str, Param]) -> dict[str, Param]:
-        declared = value.get(DRY_RUN)
-        if declared is not None and declared.json_type not in (None, "boolean"):
-            raise ValueError("'dry_run' is the built-in dry-run switch and must be a boolean")
         return value
 
     @field_validator("schedule")

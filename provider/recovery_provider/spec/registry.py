@@ -49,8 +49,9 @@ def resolve_uses(uses: str) -> str:
         module, _, attr = uses.rpartition(".")
         return f"{module}:{attr}"
     close = difflib.get_close_matches(uses, ALIASES, n=1, cutoff=0.6)
-    hint = f"did you mean '{close[0]}'? " if close else ""
+    if close:
+        raise ValueError(f"unknown operator '{uses}': did you mean '{close[0]}'?")
     raise ValueError(
-        f"unknown operator '{uses}': {hint}use a registered alias (see `recovery schema` or docs) "
+        f"unknown operator '{uses}': use a registered alias ({', '.join(sorted(ALIASES))}) "
         "or an import path such as 'my_package.operators:MyOperator'"
     )

@@ -96,6 +96,25 @@ class _TooLarge(Exception):
     pass
 
 
+def _codepoint(character: int | str) -> str:
+    code = character if isinstance(character, int) else ord(character[:1] or "\0")
+    return f"#x{code:04x}"
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, file: str) -> Diagnostic:
+    """Point where the fix is: the opening quote of a string that never closes, else the problem."""
+    mark = exc.problem_mark or exc.context_mark
+    runaway = exc.context_mark is not None and "end of stream" in (exc.problem or "")
+    if runaway:
+        mark = exc.context_mark
+    location = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
+    problem = exc.problem or exc.context or "invalid YAML"
+    if runaway and exc.context:
+        problem = f"{exc.context} that never ends ({problem})"
+    hint = "close it" if runaway else "check indentation and quoting here"
+    return Diagnostic("error", "yaml-syntax", f"YAML syntax: {problem}; {hint}", location)
+
+
 def load_yaml(text: str, file: str) -> tuple[YamlDocument | None, list[Diagnostic]]:
     """Parse YAML text safely. Returns the document (None when unusable) and the problems found."""
     source = SourceMap(file)
@@ -104,10 +123,11 @@ def load_yaml(text: str, file: str) -> tuple[YamlDocument | None, list[Diagnosti
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        location = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
-        return None, [Diagnostic("error", "yaml-syntax", f"YAML syntax: {problem}; check indentation and quoting here", location)]
+        return None, [_syntax_error(exc, file)]
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (control characters)
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        return None, [Diagnostic("error", "yaml-syntax", f"YAML syntax: character {_codepoint(exc.character)} is not allowed in YAML text: delete it", Location(file, line, column))]
     except (yaml.YAMLError, UnicodeError) as exc:  # UnicodeError: lone surrogates in text given as str
         return None, [Diagnostic("error", "yaml-syntax", f"YAML syntax: {exc}", Location(file, 1, 1))]
     if node is None:
