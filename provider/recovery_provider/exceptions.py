@@ -27,3 +27,7 @@ class SpecError(RecoveryError):
 
 class PlanError(RecoveryError):
     """A spec is well-formed but cannot be compiled into a runnable plan."""
+
+
+class RenderError(RecoveryError):
+    """A valid plan cannot become an Airflow DAG (an operator that cannot be imported or built)."""

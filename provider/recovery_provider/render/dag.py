@@ -1,0 +1,336 @@
+"""Plan -> Airflow DAG: the only module that turns recovery concepts into Airflow primitives.
+
+Shape of every generated DAG::
+
+    start -> [phase TaskGroups in plan order, each ending in one gate task] -> finally -> outcome
+
+- Each phase's entry tasks wait for the gates of its upstream phases (``none_failed``), so edges
+  stay O(phases) instead of leaves x roots, and a skipped branch path lets the join run.
+- The gate (``all_done``) applies the phase's failure policy and fails the phase or lets it pass,
+  flagged partial. Branch and approval phases end in their decision task instead.
+- Compensations run after a failed gate, in reverse step order, each only if its step succeeded.
+- ``finally`` steps run whatever happened; the single ``outcome`` leaf then fails the run if any
+  phase failed, so cleanup never hides a failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.providers.standard.operators.python import BranchPythonOperator, PythonOperator
+from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, task_group
+from airflow.sdk.bases.operator import BaseOperator
+
+from recovery_provider.exceptions import RenderError
+from recovery_provider.plan.model import Plan, PlanAction, PlanPhase, PlanStep
+from recovery_provider.render import runtime
+from recovery_provider.render.docs import runbook_markdown
+from recovery_provider.render.policy import mentions_target
+
+EACH = "each"  # group id of the mapped task group inside a for_each phase
+
+
+class _Renderer:
+    def __init__(self, plan: Plan, source: str) -> None:
+        self.plan = plan
+        self.source = source
+        self.exits: dict[str, BaseOperator] = {}
+        self.after_gates: list[BaseOperator] = []  # compensations: finally waits for them too
+
+    def fail(self, step: PlanStep | PlanAction | None, message: str) -> RenderError:
+        where = f" (step '{step.id}')" if isinstance(step, PlanStep) else ""
+        return RenderError(f"{self.source}{where}: {message}")
+
+    # -- operators ------------------------------------------------------------------------------
+    def operator_class(self, item: PlanStep | PlanAction) -> type[BaseOperator]:
+        module_name, _, attribute = item.operator.partition(":")
+        try:
+            found = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as exc:
+            raise self.fail(item, f"cannot import operator '{item.uses}' ({item.operator}): {exc}") from None
+        if not (isinstance(found, type) and issubclass(found, BaseOperator)):
+            raise self.fail(item, f"'{item.uses}' ({item.operator}) is not an Airflow operator class")
+        return found
+
+    def construct(self, item: PlanStep | PlanAction, task_id: str, extra: dict[str, Any]) -> BaseOperator:
+        cls = self.operator_class(item)
+        kwargs = {**item.args, **extra, "task_id": task_id}
+        if not getattr(cls, "supports_dry_run", False):
+            kwargs.setdefault("pre_execute", runtime.skip_in_dry_run)
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise self.fail(item, f"{cls.__name__} rejected its arguments: {exc}") from None
+
+    def step_task(self, step: PlanStep, trigger_rule: str = TriggerRule.ALL_SUCCESS,
+                  overrides: dict[str, Any] | None = None, max_active: int | None = None) -> BaseOperator:
+        extra: dict[str, Any] = {
+            "retries": step.retries,
+            "retry_delay": step.retry_delay,
+            "execution_timeout": step.timeout,
+            "task_display_name": step.display_name,
+            "trigger_rule": trigger_rule,
+            "pool_slots": step.pool_slots,
+            **(overrides or {}),
+        }
+        if step.description:
+            extra["doc_md"] = step.description
+        if step.backoff > 1:
+            extra["retry_exponential_backoff"] = step.backoff
+            extra["max_retry_delay"] = step.max_retry_delay
+        if step.pool:
+            extra["pool"] = step.pool
+        if step.queue:
+            extra["queue"] = step.queue
+        if max_active:
+            extra["max_active_tis_per_dagrun"] = max_active
+        return self.construct(step, step.id, extra)
+
+    # -- the DAG ----------------------------------------------------------------------------------
+    def dag(self) -> DAG:
+        spec = self.plan.spec
+        start_date = spec.start_date
+        if not isinstance(start_date, dt.datetime):
+            start_date = dt.datetime.combine(start_date, dt.time(), tzinfo=dt.timezone.utc)
+        elif start_date.tzinfo is None:
+            start_date = start_date.replace(tzinfo=dt.timezone.utc)
+        with DAG(
+            dag_id=spec.id,
+            description=spec.description or None,
+            schedule=spec.schedule,
+            start_date=start_date,
+            catchup=spec.catchup,
+            tags=[*spec.tags, "recovery"],
+            params={name: _param(p) for name, p in spec.all_params.items()},
+            doc_md=runbook_markdown(self.plan),
+            max_active_tasks=self.plan.max_active_tasks,
+            dagrun_timeout=spec.run_timeout,
+            default_args={"owner": spec.owner},
+            deadline=_deadline(self.plan),
+            render_template_as_native_obj=True,
+        ) as dag:
+            start = EmptyOperator(task_id="start", task_display_name="start")
+            for phase in self.plan.phases:
+                upstream = [self.exits[u] for u in phase.upstream] or [start]
+                self.exits[phase.id] = self.phase(phase, upstream)
+            last: Sequence[BaseOperator] = [self.exits[p] for p in self.plan.leaves] + self.after_gates
+            for step in self.plan.finally_steps:
+                task = self.step_task(step, TriggerRule.ALL_DONE)
+                task.set_upstream(list(last))
+                last = [task]
+            gate_ids = [task.task_id for task in self.exits.values()]
+            verdict = PythonOperator(
+                task_id="outcome", python_callable=runtime.outcome, op_kwargs={"gate_ids": gate_ids},
+                trigger_rule=TriggerRule.ALL_DONE, retries=0, task_display_name="outcome",
+                doc_md="Fails the run when any phase failed (after `finally`); flags a partial recovery.",
+            )
+            verdict.set_upstream(list(last) + list(self.exits.values()))
+        return dag
+
+    def phase(self, phase: PlanPhase, upstream: list[BaseOperator]) -> BaseOperator:
+        with TaskGroup(group_id=phase.id, tooltip=phase.description or phase.kind):
+            if phase.kind == "branch":
+                return self.branch(phase, upstream)
+            if phase.kind == "approval":
+                return self.approval(phase, upstream)
+            if phase.kind == "for_each":
+                entries, work, work_ids = self.fan_out(phase)
+            elif phase.kind == "waves":
+                raise self.fail(None, f"phase '{phase.id}': waves are not rendered yet")
+            else:
+                entries, work, work_ids = self.steps(phase)
+            gate = PythonOperator(
+                task_id="gate", python_callable=runtime.gate, trigger_rule=TriggerRule.ALL_DONE, retries=0,
+                task_display_name=f"{phase.id}: {phase.on_failure.describe()}",
+                op_kwargs={
+                    "phase_id": phase.id,
+                    "policy": phase.on_failure.model_dump(mode="json"),
+                    "fan_out": phase.fan_out is not None,
+                    "non_critical": [s.id for s in phase.steps if not s.critical],
+                    "work_tasks": work_ids,
+                },
+            )
+            gate.set_upstream(work)
+            self.compensations(phase, gate)
+        for entry in entries:
+            entry.set_upstream(upstream)
+        return gate
+
+    def steps(self, phase: PlanPhase) -> tuple[list[Any], list[Any], list[str]]:
+        """Sequential or parallel steps; entries wait for upstream gates with none_failed."""
+        tasks: list[BaseOperator] = []
+        for index, step in enumerate(phase.steps):
+            first = phase.kind == "parallel" or index == 0
+            after_optional = not first and not phase.steps[index - 1].critical
+            rule = TriggerRule.NONE_FAILED if first else (TriggerRule.ALL_DONE if after_optional else TriggerRule.ALL_SUCCESS)
+            task = self.step_task(step, rule)
+            if not first:
+                task.set_upstream(tasks[-1])
+            tasks.append(task)
+        entries = tasks if phase.kind == "parallel" else tasks[:1]
+        return entries, tasks, [t.task_id for t in tasks]
+
+    def fan_out(self, phase: PlanPhase) -> tuple[list[Any], list[Any], list[str]]:
+        """A resolver task turns the targets into kwargs; a mapped task group runs the steps per target."""
+        fan = phase.fan_out
+        assert fan is not None
+        arg = fan.arg_name
+        step_args: dict[str, dict[str, Any]] = {}
+        takes_target: list[str] = []
+        for step in phase.steps:
+            cls = self.operator_class(step)
+            step_args[step.id] = {k: v for k, v in step.args.items() if mentions_target(v, arg)}
+            if arg not in step.args and _accepts(cls, arg):
+                takes_target.append(step.id)
+            for name in [*step_args[step.id], *([arg] if step.id in takes_target else [])]:
+                if name not in cls.template_fields:
+                    raise self.fail(step, f"argument '{name}' receives the fan-out target, but {cls.__name__} does not template it; pass the target through a templated argument")
+            if not step_args[step.id] and step.id not in takes_target:
+                raise self.fail(step, f"in fan-out phase '{phase.id}' it neither takes '{arg}' nor uses {{{{ {arg} }}}} in its arguments: every target would do the same")
+        resolver = PythonOperator(
+            task_id="targets", python_callable=runtime.resolve_targets, trigger_rule=TriggerRule.NONE_FAILED,
+            retries=0, task_display_name=f"{phase.id}: targets",
+            op_kwargs={"source": fan.source.model_dump(mode="json", exclude_none=True), "arg_name": arg,
+                       "step_args": step_args, "takes_target": takes_target},
+        )
+        names = ["target", *(f"{s}__{n}" for s, args in step_args.items() for n in args),
+                 *(f"{s}__{arg}" for s in takes_target)]
+
+        def body(**mapped: Any) -> None:
+            previous: BaseOperator | None = None
+            for step in phase.steps:
+                overrides = {n: mapped[f"{step.id}__{n}"] for n in step_args[step.id]}
+                if step.id in takes_target:
+                    overrides[arg] = mapped[f"{step.id}__{arg}"]
+                task = self.step_task(step, overrides=overrides, max_active=fan.max_parallel)
+                if previous is not None:
+                    task.set_upstream(previous)
+                previous = task
+
+        body.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in dict.fromkeys(names)]
+        )
+        group = task_group(group_id=EACH)(body).expand_kwargs(resolver.output)
+        work_ids = [f"{phase.id}.{EACH}.{s.id}" for s in phase.steps]
+        return [resolver], [group], work_ids
+
+    def branch(self, phase: PlanPhase, upstream: list[BaseOperator]) -> BaseOperator:
+        """The branch task skips every target it does not choose; their gates then skip too."""
+        task = BranchPythonOperator(
+            task_id="choose", python_callable=runtime.choose_branch, trigger_rule=TriggerRule.NONE_FAILED,
+            retries=0, task_display_name=f"{phase.id}: choose",
+            op_kwargs={
+                "choices": [{"when": c.condition.text if c.condition else None, "target": c.target} for c in phase.choices],
+                "entries": {},  # filled once the targets exist (see _link_branches)
+            },
+        )
+        task.set_upstream(upstream)
+        return task
+
+    def approval(self, phase: PlanPhase, upstream: list[BaseOperator]) -> BaseOperator:
+        """Reject (or a timeout that rejects) fails the task: a refused cutover must not look like success."""
+        from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+        approval = phase.approval
+        assert approval is not None
+        default = "Approve" if approval.on_timeout == "approve" else "Reject"
+        task = ApprovalOperator(
+            task_id="approve", subject=approval.subject, body=approval.body or None,
+            defaults=[default] if approval.timeout else None, response_timeout=approval.timeout,
+            assigned_users=[{"id": u, "name": u} for u in approval.approvers] or None,
+            fail_on_reject=True, trigger_rule=TriggerRule.NONE_FAILED, retries=0,
+            task_display_name=f"{phase.id}: approval",
+        )
+        task.set_upstream(upstream)
+        return task
+
+    def compensations(self, phase: PlanPhase, gate: BaseOperator) -> None:
+        """Undo, newest first, what the phase had done when its gate fails."""
+        previous: BaseOperator = gate
+        for step in reversed(phase.steps):
+            if step.compensate is None or phase.fan_out is not None:
+                continue
+            task = self.construct(step.compensate, f"undo_{step.id}", {
+                "trigger_rule": TriggerRule.ONE_FAILED if previous is gate else TriggerRule.ALL_DONE,
+                "pre_execute": _compensate_only_if(f"{phase.id}.{step.id}"),
+                "task_display_name": f"undo {step.display_name}",
+                "retries": step.retries,
+                "execution_timeout": step.compensate.timeout,
+            })
+            task.set_upstream(previous)
+            self.after_gates.append(task)
+            previous = task
+
+
+def _compensate_only_if(step_task_id: str) -> Callable[[Any], None]:
+    def hook(context: Any) -> None:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        runtime.skip_in_dry_run(context)
+        state = runtime.task_state(context, step_task_id)
+        if state != "success":
+            raise AirflowSkipException(f"{step_task_id} did not succeed ({state}): nothing to undo")
+
+    return hook
+
+
+def _accepts(cls: type[BaseOperator], name: str) -> bool:
+    try:
+        parameters = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in parameters
+
+
+def _param(param: Any) -> Param:
+    kwargs: dict[str, Any] = {"description": param.description or None}
+    if param.json_type:
+        kwargs["type"] = [param.json_type, "null"] if param.default is None else param.json_type
+    if param.enum is not None:
+        kwargs["enum"] = param.enum
+    if param.title:
+        kwargs["title"] = param.title
+    return Param(param.default, **kwargs)
+
+
+def _deadline(plan: Plan) -> Any:
+    rto = plan.spec.objectives.rto
+    if rto is None:
+        return None
+    from airflow.sdk.definitions.callback import AsyncCallback
+    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+
+    from recovery_provider.spec.durations import format_duration
+
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=rto,
+        callback=AsyncCallback(runtime.rto_missed, kwargs={"dag_id": plan.id, "rto": format_duration(rto)}),
+        name="rto",
+    )
+
+
+def _link_branches(renderer: _Renderer) -> None:
+    """Tell each branch task which task ids start each of its targets."""
+    for phase in renderer.plan.phases:
+        if phase.kind != "branch":
+            continue
+        task = renderer.exits[phase.id]
+        entries = {}
+        for choice in phase.choices:
+            roots = [t.task_id for t in task.downstream_list if t.task_id.startswith(f"{choice.target}.")]
+            entries[choice.target] = roots
+        task.op_kwargs["entries"] = entries  # type: ignore[attr-defined]
+
+
+def build_dag(plan: Plan, source: str = "<spec>") -> DAG:
+    """Render a compiled plan into an Airflow DAG; RenderError names the spec and step on failure."""
+    renderer = _Renderer(plan, source)
+    dag = renderer.dag()
+    _link_branches(renderer)
+    return dag

@@ -1,0 +1,144 @@
+"""Callables that generated DAGs run inside tasks: gates, fan-out resolvers, branch, outcome.
+
+They read task states through the Task SDK's execution API (task code cannot query the
+database in Airflow 3) and leave every decision to the pure functions of
+:mod:`recovery_provider.render.policy`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from recovery_provider.render.policy import judge_phase, run_outcome, substitute_target
+from recovery_provider.spec.expressions import UnknownState, parse_condition
+from recovery_provider.spec.models import FailurePolicy, TargetSource
+
+log = logging.getLogger(__name__)
+
+
+def _states(context: Any, **selector: Any) -> dict[str, str | None]:
+    ti = context["ti"]
+    found = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id], **selector)
+    return dict(found.get(ti.run_id, {}))
+
+
+def task_state(context: Any, task_id: str) -> str | None:
+    return _states(context, task_ids=[task_id]).get(task_id)
+
+
+def gate(phase_id: str, policy: dict[str, Any], fan_out: bool, non_critical: list[str], work_tasks: list[str],
+         **context: Any) -> dict[str, Any]:
+    """Apply the phase's failure policy; fail the task (and so the phase) when the policy says so."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    verdict = judge_phase(
+        FailurePolicy.model_validate(_policy_form(policy)), _states(context, task_ids=work_tasks),
+        phase_id=phase_id, fan_out=fan_out, non_critical=non_critical,
+    )
+    log.info("phase %s: %s %s", phase_id, verdict.outcome, verdict.reason)
+    if verdict.outcome == "failed":
+        raise AirflowFailException(f"phase '{phase_id}' failed: {verdict.reason} ({', '.join(verdict.failed_units)})")
+    if verdict.outcome == "skipped":
+        raise AirflowSkipException(f"phase '{phase_id}' did not run")
+    return verdict.as_xcom()
+
+
+def _policy_form(policy: dict[str, Any]) -> Any:
+    """The spec form of a policy, as rendered into the DAG (JSON-friendly)."""
+    if policy["mode"] == "tolerate":
+        count = policy.get("max_failures")
+        return {"tolerate": count if count is not None else f"{policy['max_failure_percent']}%"}
+    return policy["mode"]
+
+
+def resolve_targets(source: dict[str, Any], arg_name: str, step_args: dict[str, dict[str, Any]],
+                    takes_target: list[str], **context: Any) -> list[dict[str, Any]]:
+    """The fan-out's targets as one kwargs dict per target for the mapped task group."""
+    targets = _targets(TargetSource.model_validate(source), context)
+    return [_target_kwargs(target, arg_name, step_args, takes_target) for target in targets]
+
+
+def _targets(source: TargetSource, context: Any) -> list[Any]:
+    if source.items is not None:
+        values: Any = source.items
+    elif source.param is not None:
+        values = context["params"].get(source.param)
+    else:
+        values = context["ti"].xcom_pull(task_ids=_find_task_id(context, source.step))
+    if values is None:
+        values = []
+    if not isinstance(values, (list, tuple)):
+        raise TypeError(f"fan-out targets must be a list, got {type(values).__name__}: {values!r}")
+    return list(values)
+
+
+def _find_task_id(context: Any, step_id: str | None) -> str:
+    dag = context["dag"]
+    matches = [t for t in dag.task_ids if t.rsplit(".", 1)[-1] == step_id]
+    if not matches:
+        raise LookupError(f"step '{step_id}' is not in DAG {dag.dag_id}")
+    return str(matches[0])
+
+
+def _target_kwargs(target: Any, arg_name: str, step_args: dict[str, dict[str, Any]], takes_target: list[str]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"target": target}
+    for step, args in step_args.items():
+        for name, value in args.items():
+            kwargs[f"{step}__{name}"] = substitute_target(value, arg_name, target)
+        if step in takes_target:
+            kwargs[f"{step}__{arg_name}"] = target
+    return kwargs
+
+
+def choose_branch(choices: list[dict[str, Any]], entries: dict[str, list[str]], **context: Any) -> list[str]:
+    """Follow the first case whose condition holds; any undecidable condition takes the fallback."""
+    params = dict(context["params"])
+    fallback = next(c["target"] for c in choices if c["when"] is None)
+    outputs: dict[str, Any] = {}
+    for choice in choices:
+        if choice["when"] is None:
+            continue
+        condition = parse_condition(choice["when"])
+        for step in condition.steps:
+            outputs.setdefault(step, context["ti"].xcom_pull(task_ids=_find_task_id(context, step)))
+        try:
+            if condition.evaluate(params, outputs):
+                log.info("branch: %r holds -> %s", choice["when"], choice["target"])
+                return entries[choice["target"]]
+        except UnknownState as exc:
+            log.warning("branch: %s; taking the fallback %s", exc, fallback)
+            return entries[fallback]
+    log.info("branch: no condition holds -> fallback %s", fallback)
+    return entries[fallback]
+
+
+def outcome(gate_ids: list[str], **context: Any) -> dict[str, Any]:
+    """The run's verdict, decided once at the end: a failed phase fails the run even after `finally`."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    ti = context["ti"]
+    states = _states(context, task_ids=gate_ids)
+    verdicts = {gate_id: ti.xcom_pull(task_ids=gate_id) for gate_id in gate_ids}
+    result = run_outcome(
+        {g.rsplit(".", 1)[0]: v for g, v in verdicts.items()}, {g.rsplit(".", 1)[0]: s for g, s in states.items()}
+    )
+    if result["outcome"] == "failed":
+        raise AirflowFailException(f"recovery failed in phase(s) {', '.join(result['failed_phases'])}")
+    if result["outcome"] == "partial":
+        log.warning("recovery PARTIAL: failures were accepted in %s", ", ".join(result["partial_phases"]))
+    return result
+
+
+def skip_in_dry_run(context: Any) -> None:
+    """pre_execute hook of operators that know nothing of dry runs: a dry run must change nothing."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    if context["params"].get("dry_run"):
+        task = context["task"]
+        raise AirflowSkipException(f"dry run: would run {type(task).__name__} {task.task_id}")
+
+
+async def rto_missed(dag_id: str, rto: str, **kwargs: Any) -> None:
+    """Deadline callback (runs in the triggerer): the run has taken longer than its RTO."""
+    log.error("RTO missed: recovery %s is still running after its RTO of %s (%s)", dag_id, rto, kwargs.get("context", {}))

@@ -1,0 +1,65 @@
+"""Failure policies and fan-out substitution, decided from task states without Airflow."""
+
+from __future__ import annotations
+
+import pytest
+
+from recovery_provider.render.policy import judge_phase, run_outcome, substitute_target
+from recovery_provider.spec.models import FailurePolicy
+
+pytestmark = pytest.mark.unit
+
+
+def policy(form: object) -> FailurePolicy:
+    return FailurePolicy.model_validate(form)
+
+
+FAN = {"p.each.dump_0": "success", "p.each.check_0": "success",
+       "p.each.dump_1": "failed", "p.each.check_1": "upstream_failed",
+       "p.each.dump_2": "success", "p.each.check_2": "failed",
+       "p.each.dump_3": "success", "p.each.check_3": "success"}
+
+
+@pytest.mark.parametrize(
+    ("form", "outcome"),
+    [("fail_fast", "failed"), ("continue", "partial"), ({"tolerate": 2}, "partial"), ({"tolerate": 1}, "failed"),
+     ({"tolerate": "50%"}, "partial"), ({"tolerate": "49%"}, "failed")],
+)
+def test_fan_out_failures_count_per_target(form: object, outcome: str) -> None:
+    verdict = judge_phase(policy(form), FAN, phase_id="p", fan_out=True)
+    assert verdict.outcome == outcome
+    assert verdict.failed_units == ("target 1", "target 2")  # target 1 counts once, not twice
+    assert verdict.units == 4
+
+
+def test_parallel_failures_count_per_step_and_non_critical_steps_never_count() -> None:
+    states = {"p.a": "success", "p.b": "failed", "p.c": "failed"}
+    assert judge_phase(policy("fail_fast"), states, phase_id="p", fan_out=False, non_critical=["b"]).failed_units == ("c",)
+    assert judge_phase(policy("fail_fast"), states, phase_id="p", fan_out=False, non_critical=["b", "c"]).outcome == "ok"
+
+
+def test_a_phase_that_did_not_run_is_skipped_not_ok() -> None:
+    assert judge_phase(policy("fail_fast"), {"p.a": "skipped", "p.b": "skipped"}, phase_id="p", fan_out=False).outcome == "skipped"
+    assert judge_phase(policy("fail_fast"), {"p.a": "success", "p.b": "skipped"}, phase_id="p", fan_out=False).outcome == "ok"
+
+
+def test_run_outcome_fails_on_any_failed_gate_and_flags_partial() -> None:
+    assert run_outcome({"a": {"outcome": "partial"}, "b": None}, {"a": "success", "b": "failed"})["outcome"] == "failed"
+    result = run_outcome({"a": {"outcome": "partial"}, "b": {"outcome": "ok"}}, {"a": "success", "b": "success"})
+    assert result == {"outcome": "partial", "failed_phases": [], "partial_phases": ["a"]}
+    assert run_outcome({"a": None}, {"a": "skipped"})["outcome"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("{{ db }}", {"name": "orders"}),  # alone: the target itself, any type
+        ("drill_{{db}}", "drill_{'name': 'orders'}"),
+        ("{{ db }} in {{ params.location }}", "{'name': 'orders'} in {{ params.location }}"),
+        (["{{ db }}", 3], [{"name": "orders"}, 3]),
+        ({"k": "x-{{ db }}"}, {"k": "x-{'name': 'orders'}"}),
+        ("{{ dbs }}", "{{ dbs }}"),  # another name is left alone
+    ],
+)
+def test_substitute_target(value: object, expected: object) -> None:
+    assert substitute_target(value, "db", {"name": "orders"}) == expected

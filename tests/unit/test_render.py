@@ -1,0 +1,150 @@
+"""The shape of generated DAGs: tasks, trigger rules, edges, pools, caps, params, deadline.
+
+Behaviour under a real scheduler is proven in tests/scheduler; these pin the wiring.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recovery_provider.exceptions import RenderError
+from recovery_provider.render.dag import build_dag
+from tests.conftest import plan_of
+
+pytestmark = pytest.mark.unit
+
+SPEC = """
+recovery: shape
+objectives: {rto: 10m}
+defaults: {timeout: 1m, retries: 3, retry_delay: 5s, backoff: 2.0, max_retry_delay: 1m}
+pools: {io: {slots: 2}}
+params:
+  dbs: {type: array, default: [a, b, c]}
+  mode: {enum: [x, y], default: x}
+phases:
+  - id: seq
+    steps:
+      - {id: one, uses: bash, with: {bash_command: "echo one"}, critical: false}
+      - {id: two, uses: bash, with: {bash_command: "echo two"}, pool: io, pool_slots: 2, queue: site_a}
+  - id: par
+    on_failure: {tolerate: 1}
+    parallel:
+      - {id: p1, uses: bash, with: {bash_command: "echo p1"}, compensate: {uses: bash, with: {bash_command: "undo p1"}}}
+      - {id: p2, uses: bash, with: {bash_command: "echo p2"}, compensate: {uses: bash, with: {bash_command: "undo p2"}}}
+  - id: fan
+    for_each: {over: {param: dbs}, as: db, max_parallel: 2}
+    steps:
+      - {id: dump, uses: bash, with: {bash_command: "echo {{ db }}"}}
+  - id: choose
+    branch:
+      - {when: "params.mode == 'x'", then: left}
+      - {otherwise: right}
+  - {id: left, steps: [{id: l, uses: empty}]}
+  - {id: right, steps: [{id: r, uses: empty}]}
+  - id: ok
+    approval: {subject: "Go?", timeout: 2m, on_timeout: approve, approvers: [alice]}
+finally:
+  - {id: report, uses: bash, with: {bash_command: "echo report"}}
+"""
+
+
+@pytest.fixture(scope="module")
+def dag() -> Any:
+    return build_dag(plan_of(SPEC), "shape.yaml")
+
+
+def upstream(dag: Any, task_id: str) -> set[str]:
+    return set(dag.get_task(task_id).upstream_task_ids)
+
+
+def test_phases_are_task_groups_joined_by_gates(dag: Any) -> None:
+    assert upstream(dag, "seq.one") == {"start"}
+    assert upstream(dag, "par.p1") == upstream(dag, "par.p2") == {"seq.gate"}  # one edge per entry, not N x M
+    assert upstream(dag, "seq.gate") == {"seq.one", "seq.two"}
+    assert dag.get_task("seq.gate").trigger_rule.value == "all_done"
+    assert dag.get_task("par.p1").trigger_rule.value == "none_failed"
+
+
+def test_after_a_non_critical_step_the_chain_goes_on(dag: Any) -> None:
+    assert dag.get_task("seq.two").trigger_rule.value == "all_done"
+
+
+def test_step_settings_reach_the_task(dag: Any) -> None:
+    two = dag.get_task("seq.two")
+    assert (two.pool, two.pool_slots, two.queue, two.retries) == ("io", 2, "site_a", 3)
+    assert two.retry_delay == timedelta(seconds=5) and two.retry_exponential_backoff == 2.0
+    assert two.max_retry_delay == timedelta(minutes=1) and two.execution_timeout == timedelta(minutes=1)
+
+
+def test_fan_out_is_a_capped_mapped_task_group(dag: Any) -> None:
+    dump = dag.get_task("fan.each.dump")
+    assert dump.max_active_tis_per_dagrun == 2
+    assert upstream(dag, "fan.each.dump") == {"fan.targets"}
+    assert upstream(dag, "fan.targets") == {"par.gate"}
+
+
+def test_compensations_run_newest_first_after_a_failed_gate(dag: Any) -> None:
+    assert upstream(dag, "par.undo_p2") == {"par.gate"}
+    assert dag.get_task("par.undo_p2").trigger_rule.value == "one_failed"
+    assert upstream(dag, "par.undo_p1") == {"par.undo_p2"}
+    assert "par.undo_p1" in upstream(dag, "report")
+
+
+def test_branch_knows_the_entry_of_each_target(dag: Any) -> None:
+    choose = dag.get_task("choose.choose")
+    assert choose.op_kwargs["entries"] == {"left": ["left.l"], "right": ["right.r"]}
+    assert upstream(dag, "ok.approve") == {"left.gate", "right.gate"}  # the join
+
+
+def test_approval_fails_on_reject_and_times_out_to_the_declared_outcome(dag: Any) -> None:
+    approve = dag.get_task("ok.approve")
+    assert approve.fail_on_reject is True
+    assert approve.response_timeout == timedelta(minutes=2) and approve.defaults == ["Approve"]
+
+
+def test_finally_then_one_outcome_leaf(dag: Any) -> None:
+    assert [t.task_id for t in dag.leaves] == ["outcome"]
+    assert dag.get_task("report").trigger_rule.value == "all_done"
+    assert {"report", "seq.gate", "par.gate", "fan.gate", "ok.approve"} <= upstream(dag, "outcome")
+
+
+def test_dag_level_settings(dag: Any) -> None:
+    assert dag.params["dry_run"] is False and dag.params["mode"] == "x"
+    assert dag.max_active_tasks == 16 and "recovery" in dag.tags
+    (deadline,) = dag.deadline
+    assert deadline.interval == timedelta(minutes=10)
+    assert "## Phases" in dag.doc_md and "**fan** (for_each" in dag.doc_md
+
+
+def test_an_operator_that_rejects_its_arguments_names_the_step() -> None:
+    plan = plan_of("recovery: r\ndefaults: {timeout: 1m}\nphases: [{id: a, steps: [{id: s, uses: bash, with: {no_such: 1}}]}]")
+    with pytest.raises(RenderError, match=r"r.yaml \(step 's'\): BashOperator rejected its arguments"):
+        build_dag(plan, "r.yaml")
+
+
+def test_a_fan_out_step_that_ignores_the_target_is_refused() -> None:
+    plan = plan_of("recovery: r\ndefaults: {timeout: 1m}\nphases: [{id: a, for_each: {over: [x, y]}, steps: [{id: s, uses: bash, with: {bash_command: echo}}]}]")
+    with pytest.raises(RenderError, match="neither takes 'target' nor uses"):
+        build_dag(plan, "r.yaml")
+
+
+def test_loader_keeps_good_dags_and_reports_broken_specs(tmp_path: Path) -> None:
+    from recovery_provider.loader import SpecLoadErrors, load_dags
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "good.yaml").write_text("recovery: good\ndefaults: {timeout: 1m}\nphases: [{id: a, steps: [{id: s, uses: empty}]}]\n")
+    (specs / "bad.yaml").write_text(textwrap.dedent("""\
+        recovery: bad
+        phases: [{id: a, steps: [{id: s, uses: empty, retires: 2}]}]
+        """))
+    namespace: dict[str, Any] = {}
+    with pytest.raises(SpecLoadErrors) as raised:
+        load_dags(str(tmp_path / "load.py"), "specs", namespace)
+    assert "bad.yaml:2:47: error: phases[0].steps[0]: unknown key 'retires', did you mean 'retries'?" in str(raised.value)
+    assert list(namespace) == ["recovery_dag__good"]
