@@ -1,11 +1,13 @@
 """Load every recovery spec of a folder as Airflow DAGs: one line in a dags-folder Python file.
 
+    # Airflow DAGs from recovery specs (the words "airflow" and "dag" must appear in this file:
+    # with [core] dag_discovery_safe_mode on, the default, Airflow skips files without them)
     from recovery_provider.loader import load_dags
     load_dags(__file__, "specs")          # or an absolute folder of an existing deployment
 
-A broken spec never hides the others: its DAG id is unknown, so it is reported as an import error
-of the loader file, naming the spec file and line (Airflow shows it on the DAGs page), while every
-valid spec still becomes a DAG. Parsing reads only the spec files: no database, no network. When a
+A broken spec never hides the others: it is reported as an import error of the loader file,
+naming the spec file, line and column (Airflow shows it on the DAGs page), while every valid spec
+still becomes a DAG. Parsing reads only the spec files: no database, no network. When a
 task starts, Airflow's parsing context names its DAG, and only that spec is rendered.
 """
 
@@ -20,7 +22,7 @@ from recovery_provider.spec.loader import SPEC_SUFFIXES, find_spec_files
 
 
 class SpecLoadErrors(RecoveryError):
-    """Raised at the end of loading so Airflow records the broken specs as an import error."""
+    """The broken specs of a folder, as Airflow shows them: an import error of the loader file."""
 
 
 def _dag_id_hint(path: Path) -> str | None:
@@ -76,5 +78,21 @@ def load_dags(anchor: str, folder: str | Path = "specs", namespace: dict[str, An
         dags[dag.dag_id] = dag
         target[f"recovery_dag__{dag.dag_id}"] = dag
     if problems:
-        raise SpecLoadErrors(f"{len(problems)} problem(s) in recovery specs under {root}:\n" + "\n".join(problems))
+        message = f"{len(problems)} problem(s) in recovery specs under {root}:\n" + "\n".join(problems)
+        target["recovery_dag__broken_specs"] = _broken_specs_sentinel(message)
     return dags
+
+
+def _broken_specs_sentinel(message: str) -> Any:
+    """A DAG that fails Airflow's validation with `message`.
+
+    Airflow records a DAG that fails `validate()` as an import error of the loader file and still
+    bags every other DAG of that file; raising from the file itself would drop them all.
+    """
+    from airflow.sdk import DAG
+
+    class BrokenRecoverySpecs(DAG):  # type: ignore[misc]
+        def validate(self) -> None:
+            raise SpecLoadErrors(message)
+
+    return BrokenRecoverySpecs(dag_id="recovery_broken_specs", schedule=None, description=message.splitlines()[0])

@@ -16,6 +16,7 @@ Shape of every generated DAG::
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import importlib
 import inspect
 from collections.abc import Callable, Sequence
@@ -192,11 +193,15 @@ class _Renderer:
                     raise self.fail(step, f"argument '{name}' receives the fan-out target, but {cls.__name__} does not template it; pass the target through a templated argument")
             if not step_args[step.id] and step.id not in takes_target:
                 raise self.fail(step, f"in fan-out phase '{phase.id}' it neither takes '{arg}' nor uses {{{{ {arg} }}}} in its arguments: every target would do the same")
+        # A partial, not op_kwargs: op_kwargs is templated, and the {{ target }} placeholders in the
+        # step arguments are ours to fill per target, not Jinja's.
+        resolve = functools.partial(
+            runtime.resolve_targets, fan.source.model_dump(mode="json", exclude_none=True), arg, step_args,
+            takes_target,
+        )
         resolver = PythonOperator(
-            task_id="targets", python_callable=runtime.resolve_targets, trigger_rule=TriggerRule.NONE_FAILED,
+            task_id="targets", python_callable=resolve, trigger_rule=TriggerRule.NONE_FAILED,
             retries=0, task_display_name=f"{phase.id}: targets",
-            op_kwargs={"source": fan.source.model_dump(mode="json", exclude_none=True), "arg_name": arg,
-                       "step_args": step_args, "takes_target": takes_target},
         )
         names = ["target", *(f"{s}__{n}" for s, args in step_args.items() for n in args),
                  *(f"{s}__{arg}" for s in takes_target)]
