@@ -91,7 +91,7 @@ def _broken_specs_sentinel(message: str) -> Any:
     """
     from airflow.sdk import DAG
 
-    class BrokenRecoverySpecs(DAG):  # type: ignore[misc]
+    class BrokenRecoverySpecs(DAG):
         def validate(self) -> None:
             raise SpecLoadErrors(message)
 
