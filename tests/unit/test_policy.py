@@ -28,7 +28,7 @@ FAN = {"p.each.dump_0": "success", "p.each.check_0": "success",
 def test_fan_out_failures_count_per_target(form: object, outcome: str) -> None:
     verdict = judge_phase(policy(form), FAN, phase_id="p", fan_out=True)
     assert verdict.outcome == outcome
-    assert verdict.failed_units == ("target 1", "target 2")  # target 1 counts once, not twice
+    assert verdict.failed_units == ("each[1]", "each[2]")  # target 1 counts once, not twice
     assert verdict.units == 4
 
 

@@ -31,6 +31,7 @@ from recovery_provider.exceptions import RenderError
 from recovery_provider.plan.model import Plan, PlanAction, PlanPhase, PlanStep
 from recovery_provider.render import runtime
 from recovery_provider.render.docs import runbook_markdown
+from recovery_provider.render.operators import WaveCheckpointOperator
 from recovery_provider.render.policy import mentions_target
 
 EACH = "each"  # group id of the mapped task group inside a for_each phase
@@ -142,7 +143,7 @@ class _Renderer:
             if phase.kind == "for_each":
                 entries, work, work_ids = self.fan_out(phase)
             elif phase.kind == "waves":
-                raise self.fail(None, f"phase '{phase.id}': waves are not rendered yet")
+                entries, work, work_ids = self.waves(phase)
             else:
                 entries, work, work_ids = self.steps(phase)
             gate = PythonOperator(
@@ -176,8 +177,8 @@ class _Renderer:
         entries = tasks if phase.kind == "parallel" else tasks[:1]
         return entries, tasks, [t.task_id for t in tasks]
 
-    def fan_out(self, phase: PlanPhase) -> tuple[list[Any], list[Any], list[str]]:
-        """A resolver task turns the targets into kwargs; a mapped task group runs the steps per target."""
+    def target_arguments(self, phase: PlanPhase) -> tuple[dict[str, dict[str, Any]], list[str]]:
+        """Per step: the arguments that mention the target, and whether the step takes it by name."""
         fan = phase.fan_out
         assert fan is not None
         arg = fan.arg_name
@@ -193,16 +194,30 @@ class _Renderer:
                     raise self.fail(step, f"argument '{name}' receives the fan-out target, but {cls.__name__} does not template it; pass the target through a templated argument")
             if not step_args[step.id] and step.id not in takes_target:
                 raise self.fail(step, f"in fan-out phase '{phase.id}' it neither takes '{arg}' nor uses {{{{ {arg} }}}} in its arguments: every target would do the same")
+        return step_args, takes_target
+
+    def resolver(self, phase: PlanPhase, step_args: dict[str, dict[str, Any]], takes_target: list[str],
+                 limit: int | None = None) -> BaseOperator:
+        """The task that turns the targets into one kwargs dict per target."""
+        fan = phase.fan_out
+        assert fan is not None
         # A partial, not op_kwargs: op_kwargs is templated, and the {{ target }} placeholders in the
         # step arguments are ours to fill per target, not Jinja's.
         resolve = functools.partial(
-            runtime.resolve_targets, fan.source.model_dump(mode="json", exclude_none=True), arg, step_args,
-            takes_target,
+            runtime.resolve_targets, fan.source.model_dump(mode="json", exclude_none=True), fan.arg_name, step_args,
+            takes_target, limit,
         )
-        resolver = PythonOperator(
+        return PythonOperator(
             task_id="targets", python_callable=resolve, trigger_rule=TriggerRule.NONE_FAILED,
             retries=0, task_display_name=f"{phase.id}: targets",
         )
+
+    def mapped_steps(self, phase: PlanPhase, group_id: str, step_args: dict[str, dict[str, Any]],
+                     takes_target: list[str], targets: Any) -> Any:
+        """A mapped task group running the phase's steps in order, once per target."""
+        fan = phase.fan_out
+        assert fan is not None
+        arg = fan.arg_name
         names = ["target", *(f"{s}__{n}" for s, args in step_args.items() for n in args),
                  *(f"{s}__{arg}" for s in takes_target)]
 
@@ -220,9 +235,58 @@ class _Renderer:
         body.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in dict.fromkeys(names)]
         )
-        group = task_group(group_id=EACH)(body).expand_kwargs(resolver.output)
-        work_ids = [f"{phase.id}.{EACH}.{s.id}" for s in phase.steps]
-        return [resolver], [group], work_ids
+        return task_group(group_id=group_id)(body).expand_kwargs(targets)
+
+    def fan_out(self, phase: PlanPhase) -> tuple[list[Any], list[Any], list[str]]:
+        """A resolver task turns the targets into kwargs; a mapped task group runs the steps per target."""
+        step_args, takes_target = self.target_arguments(phase)
+        resolver = self.resolver(phase, step_args, takes_target)
+        group = self.mapped_steps(phase, EACH, step_args, takes_target, resolver.output)
+        return [resolver], [group], [f"{phase.id}.{EACH}.{s.id}" for s in phase.steps]
+
+    def waves(self, phase: PlanPhase) -> tuple[list[Any], list[Any], list[str]]:
+        """Waves one after another: targets, mapped steps, health check, then a checkpoint that
+        stops the rest after too many failed waves or pauses before the next wave."""
+        waves = phase.waves
+        assert waves is not None and phase.fan_out is not None
+        step_args, takes_target = self.target_arguments(phase)
+        resolver = self.resolver(phase, step_args, takes_target, limit=waves.size * waves.wave_count)
+        previous: BaseOperator = resolver
+        tasks_so_far: list[list[str]] = []
+        work_ids: list[str] = []
+        last: list[Any] = []
+        for index in range(waves.wave_count):
+            name = f"wave{index + 1}"
+            chunk = PythonOperator(
+                task_id=f"{name}_targets", python_callable=runtime.wave_slice, retries=0,
+                op_kwargs={"resolver_task_id": resolver.task_id, "wave": index, "size": waves.size},
+                task_display_name=f"{phase.id}: {name} targets",
+            )
+            chunk.set_upstream(previous)
+            group = self.mapped_steps(phase, name, step_args, takes_target, chunk.output)
+            wave_tasks = [f"{phase.id}.{name}.{s.id}" for s in phase.steps]
+            work_ids += wave_tasks
+            last = [group]
+            if waves.health_check is not None:
+                health = self.construct(waves.health_check, f"{name}_health", {
+                    "trigger_rule": TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, "retries": 0,
+                    "execution_timeout": waves.health_check.timeout, "task_display_name": f"{phase.id}: {name} health",
+                })
+                health.set_upstream(group)
+                wave_tasks.append(health.task_id)
+                last = [health]
+            tasks_so_far.append(wave_tasks)
+            if index < waves.wave_count - 1:
+                checkpoint = WaveCheckpointOperator(
+                    task_id=f"{name}_checkpoint", waves=[list(w) for w in tasks_so_far],
+                    max_failed_waves=waves.max_failed_waves, pause=waves.pause, retries=0,
+                    trigger_rule=TriggerRule.ALL_DONE, task_display_name=f"{phase.id}: after {name}",
+                )
+                checkpoint.set_upstream(last)
+                previous = checkpoint
+                last = [checkpoint]
+        health_ids = [t for wave in tasks_so_far for t in wave if t.endswith("_health")]
+        return [resolver], last, work_ids + health_ids
 
     def branch(self, phase: PlanPhase, upstream: list[BaseOperator]) -> BaseOperator:
         """The branch task skips every target it does not choose; their gates then skip too."""

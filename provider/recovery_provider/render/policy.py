@@ -31,13 +31,16 @@ class PhaseVerdict:
 
 
 def unit_of(task_key: str, phase_id: str, fan_out: bool) -> str:
-    """The unit a failure counts against: the step, or for fan-outs the target (map index).
+    """The unit a failure counts against: the step, or for fan-outs the target.
 
-    Task keys come from the execution API: ``phase.step`` or ``phase.each.step_3`` for map index 3.
+    Task keys come from the execution API: ``phase.step``, or ``phase.each.step_3`` for map index 3
+    (``phase.wave2.step_3`` in waves, where indexes restart each wave). A target is
+    ``each[3]`` / ``wave2[3]``; a mapped task that never expanded counts as its whole group.
     """
     if fan_out:
+        group = task_key.removeprefix(f"{phase_id}.").split(".")[0]
         match = re.search(r"_(\d+)$", task_key)
-        return f"target {match.group(1)}" if match else task_key
+        return f"{group}[{match.group(1)}]" if match else group
     return task_key.removeprefix(f"{phase_id}.")
 
 

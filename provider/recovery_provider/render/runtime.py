@@ -23,6 +23,11 @@ def _states(context: Any, **selector: Any) -> dict[str, str | None]:
     return dict(found.get(ti.run_id, {}))
 
 
+def states_of(context: Any, task_ids: list[str]) -> dict[str, str | None]:
+    """States of these tasks in this run; mapped ones keyed `task_id_<map index>`."""
+    return _states(context, task_ids=task_ids)
+
+
 def task_state(context: Any, task_id: str) -> str | None:
     return _states(context, task_ids=[task_id]).get(task_id)
 
@@ -53,10 +58,18 @@ def _policy_form(policy: dict[str, Any]) -> Any:
 
 
 def resolve_targets(source: dict[str, Any], arg_name: str, step_args: dict[str, dict[str, Any]],
-                    takes_target: list[str], **context: Any) -> list[dict[str, Any]]:
+                    takes_target: list[str], limit: int | None = None, **context: Any) -> list[dict[str, Any]]:
     """The fan-out's targets as one kwargs dict per target for the mapped task group."""
     targets = _targets(TargetSource.model_validate(source), context)
+    if limit is not None and len(targets) > limit:
+        raise ValueError(f"{len(targets)} targets, more than max_targets ({limit}) the waves were laid out for: raise max_targets")
     return [_target_kwargs(target, arg_name, step_args, takes_target) for target in targets]
+
+
+def wave_slice(resolver_task_id: str, wave: int, size: int, **context: Any) -> list[dict[str, Any]]:
+    """The targets of one wave (0-based); an empty wave makes its mapped group skip."""
+    targets = context["ti"].xcom_pull(task_ids=resolver_task_id) or []
+    return list(targets[wave * size:(wave + 1) * size])
 
 
 def _targets(source: TargetSource, context: Any) -> list[Any]:

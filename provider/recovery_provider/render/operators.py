@@ -1,0 +1,50 @@
+"""Operators the DAG factory adds around the user's steps."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk.bases.operator import BaseOperator
+
+from recovery_provider.render.policy import FAILED
+
+
+class WaveCheckpointOperator(BaseOperator):
+    """Between two waves: stop the rest after too many failed waves, else pause (deferred, no slot held).
+
+    A wave failed when one of its targets or its health check failed; a wave without targets
+    neither fails nor pauses.
+    """
+
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, waves: list[list[str]], max_failed_waves: int, pause: timedelta, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.waves = waves
+        self.max_failed_waves = max_failed_waves
+        self.pause = pause
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from recovery_provider.render.runtime import states_of
+
+        states = states_of(context, [task for wave in self.waves for task in wave])
+        def wave_states(tasks: list[str]) -> list[str | None]:
+            return [s for key, s in states.items() if any(key == t or key.startswith(f"{t}_") for t in tasks)]
+        failed = [i + 1 for i, tasks in enumerate(self.waves) if any(s in FAILED for s in wave_states(tasks))]
+        summary = {"failed_waves": failed, "max_failed_waves": self.max_failed_waves}
+        if len(failed) >= self.max_failed_waves:
+            raise AirflowFailException(f"stopping the remaining waves: wave(s) {failed} failed (max_failed_waves: {self.max_failed_waves})")
+        current = wave_states(self.waves[-1])
+        if current and all(s == "skipped" for s in current):
+            return summary
+        if self.pause > timedelta(0):
+            self.log.info("wave %d done; pausing %s before the next wave", len(self.waves), self.pause)
+            self.defer(trigger=TimeDeltaTrigger(self.pause), method_name="resume", kwargs={"summary": summary})
+        return summary
+
+    def resume(self, context: Any, event: Any = None, summary: dict[str, Any] | None = None) -> dict[str, Any]:
+        return summary or {}
