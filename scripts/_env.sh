@@ -12,6 +12,22 @@ ensure_uv() {
     UV="$(command -v uv || echo "$HOME/.local/bin/uv")"
 }
 
+ensure_postgres_binaries() {
+    # The real-service and real-scheduler tiers start throwaway clusters from the server binaries
+    # (never the machine's own server). Debian's `postgresql` brings them; stop it from creating
+    # and starting a cluster of its own on 5432.
+    if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -n "${RECOVERY_PG_BINDIR:-}" ]; then return; fi
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "PostgreSQL server binaries (initdb, pg_ctl) are missing: install your distribution's postgresql server package or set RECOVERY_PG_BINDIR" >&2
+        return 1
+    fi
+    echo "==> installing PostgreSQL server binaries (Debian package postgresql)" >&2
+    mkdir -p /etc/postgresql-common/createcluster.d
+    echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/no-main.conf
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+}
+
 ensure_venv() {
     ensure_uv
     local stamp="$VENV/.installed" want

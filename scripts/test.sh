@@ -3,6 +3,7 @@
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m unit`.
 source "$(dirname "$0")/_env.sh"
 ensure_venv
+ensure_postgres_binaries
 cd "$ROOT"
 echo "==> ruff" && "$VENV/bin/ruff" check .
 echo "==> mypy" && "$VENV/bin/mypy"

@@ -45,8 +45,8 @@ def load_dags(anchor: str, folder: str | Path = "specs", namespace: dict[str, An
     """
     from airflow.sdk import get_parsing_context
 
-    from recovery_provider.check import check_loaded
     from recovery_provider.exceptions import SpecError
+    from recovery_provider.plan.compiler import compile_plan
     from recovery_provider.render.dag import build_dag
     from recovery_provider.spec.loader import load_spec
 
@@ -62,10 +62,13 @@ def load_dags(anchor: str, folder: str | Path = "specs", namespace: dict[str, An
         if wanted is not None and _dag_id_hint(path) not in (wanted, None):
             continue
         try:
-            checked = check_loaded(load_spec(path))
-            if checked.plan is None:
-                raise SpecError(checked.errors)
-            dag = build_dag(checked.plan, str(path))
+            # Parsing needs the plan only: lint and estimates belong to `recovery validate`/`plan`.
+            loaded = load_spec(path)
+            plan, diagnostics = compile_plan(loaded.spec)
+            errors = [loaded.locate(d) for d in diagnostics if d.severity == "error"]
+            if plan is None or errors:
+                raise SpecError(errors)
+            dag = build_dag(plan, str(path))
         except SpecError as exc:
             problems += [d.format() for d in exc.diagnostics if d.severity == "error"]
             continue

@@ -63,7 +63,7 @@ def upstream(dag: Any, task_id: str) -> set[str]:
 
 
 def test_phases_are_task_groups_joined_by_gates(dag: Any) -> None:
-    assert upstream(dag, "seq.one") == {"start"}
+    assert upstream(dag, "seq.one") == {"preflight"}
     assert upstream(dag, "par.p1") == upstream(dag, "par.p2") == {"seq.gate"}  # one edge per entry, not N x M
     assert upstream(dag, "seq.gate") == {"seq.one", "seq.two"}
     assert dag.get_task("seq.gate").trigger_rule.value == "all_done"

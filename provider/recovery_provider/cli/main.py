@@ -116,6 +116,56 @@ def schema(
         errors.print(f"wrote {out}")
 
 
+pools_app = typer.Typer(help="Pools that specs declare.", no_args_is_help=True)
+app.add_typer(pools_app, name="pools")
+
+
+@pools_app.command("sync")
+def pools_sync(
+    paths: Annotated[list[Path], typer.Argument(help="Spec files or folders.")],
+    url: Annotated[str, typer.Option(envvar="RECOVERY_AIRFLOW_URL", help="Airflow api-server URL.")] = "http://localhost:8080",
+    username: Annotated[str, typer.Option(envvar="RECOVERY_AIRFLOW_USERNAME", help="Airflow user.")] = "admin",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")] = False,
+) -> None:
+    """Create or resize the pools the specs declare, through Airflow's REST API.
+
+    The password comes from RECOVERY_AIRFLOW_PASSWORD, never from the command line.
+    """
+    from recovery_provider.airflow_api import AirflowApi
+
+    wanted, problems = declared_pools(find_spec_files(paths))
+    for problem in problems:
+        errors.print(f"[red]error:[/] {problem}")
+    if problems:
+        raise typer.Exit(1)
+    api = AirflowApi(url, username, os.environ.get("RECOVERY_AIRFLOW_PASSWORD"))
+    for name, (slots, description, source) in sorted(wanted.items()):
+        if dry_run:
+            current = api.pool(name)
+            change = "create" if current is None else ("unchanged" if current.get("slots") == slots else f"resize {current.get('slots')} -> {slots}")
+            console.print(f"{name}: {change} ({slots} slots, from {source}) [dry run]")
+        else:
+            console.print(f"{name}: {api.ensure_pool(name, slots, description)} ({slots} slots, from {source})")
+    if not wanted:
+        console.print("no pools declared")
+
+
+def declared_pools(files: list[Path]) -> tuple[dict[str, tuple[int, str, str]], list[str]]:
+    """Every pool the specs declare; two specs that disagree on a pool's slots are an error."""
+    wanted: dict[str, tuple[int, str, str]] = {}
+    problems: list[str] = []
+    for checked in (check_file(f) for f in files):
+        if checked.loaded is None or checked.errors:
+            problems += [d.format() for d in checked.errors]
+            continue
+        for name, pool in checked.loaded.spec.pools.items():
+            previous = wanted.get(name)
+            if previous is not None and previous[0] != pool.slots:
+                problems.append(f"pool '{name}' is declared with {previous[0]} slots in {previous[2]} and {pool.slots} in {checked.file}: make them agree")
+            wanted.setdefault(name, (pool.slots, pool.description, checked.file))
+    return wanted, problems
+
+
 def main() -> None:
     """Console entry point: user errors are one clear line, never a traceback."""
     try:

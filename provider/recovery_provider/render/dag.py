@@ -2,7 +2,7 @@
 
 Shape of every generated DAG::
 
-    start -> [phase TaskGroups in plan order, each ending in one gate task] -> finally -> outcome
+    preflight -> [phase TaskGroups in plan order, each ending in one gate task] -> finally -> outcome
 
 - Each phase's entry tasks wait for the gates of its upstream phases (``none_failed``), so edges
   stay O(phases) instead of leaves x roots, and a skipped branch path lets the join run.
@@ -22,7 +22,6 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.python import BranchPythonOperator, PythonOperator
 from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, task_group
 from airflow.sdk.bases.operator import BaseOperator
@@ -116,7 +115,11 @@ class _Renderer:
             deadline=_deadline(self.plan),
             render_template_as_native_obj=True,
         ) as dag:
-            start = EmptyOperator(task_id="start", task_display_name="start")
+            start = PythonOperator(
+                task_id="preflight", python_callable=runtime.preflight, retries=0,
+                op_kwargs={"pools": {name: pool.slots for name, pool in spec.pools.items()}},
+                task_display_name="preflight", doc_md="Fails at once when a pool this DAG needs is missing or too small.",
+            )
             for phase in self.plan.phases:
                 upstream = [self.exits[u] for u in phase.upstream] or [start]
                 self.exits[phase.id] = self.phase(phase, upstream)

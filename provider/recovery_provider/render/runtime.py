@@ -137,10 +137,66 @@ def outcome(gate_ids: list[str], **context: Any) -> dict[str, Any]:
         {g.rsplit(".", 1)[0]: v for g, v in verdicts.items()}, {g.rsplit(".", 1)[0]: s for g, s in states.items()}
     )
     if result["outcome"] == "failed":
+        _note_run(context, f"FAILED in phase(s) {', '.join(result['failed_phases'])}")
         raise AirflowFailException(f"recovery failed in phase(s) {', '.join(result['failed_phases'])}")
     if result["outcome"] == "partial":
-        log.warning("recovery PARTIAL: failures were accepted in %s", ", ".join(result["partial_phases"]))
+        details = "; ".join(
+            f"{phase}: {verdicts[f'{phase}.gate'].get('reason', '')}" for phase in result["partial_phases"]
+            if verdicts.get(f"{phase}.gate")
+        )
+        log.warning("recovery PARTIAL: failures were accepted in %s", details)
+        _note_run(context, f"PARTIAL recovery - failures accepted in {details}")
     return result
+
+
+def _note_run(context: Any, note: str) -> None:
+    """Put the verdict on the DAG run's note, where the UI shows it; best effort, never fails the run."""
+    from urllib.parse import quote
+
+    ti = context["ti"]
+    try:
+        _api_from_connection().request(
+            "PATCH", f"/dags/{quote(ti.dag_id, safe='')}/dagRuns/{quote(ti.run_id, safe='')}", json={"note": note}
+        )
+    except Exception as exc:  # the verdict is in the log and XCom already
+        log.warning("could not set the run note (%s): %s", note, exc)
+
+
+API_CONN_ID = "airflow_api"
+
+
+def _api_from_connection() -> Any:
+    """The REST client for connection `airflow_api` (raises AirflowNotFoundException without it)."""
+    from airflow.sdk import BaseHook
+
+    from recovery_provider.airflow_api import AirflowApi
+
+    conn = BaseHook.get_connection(API_CONN_ID)
+    host = conn.host or "localhost"
+    url = host if "://" in host else f"{conn.schema or 'http'}://{host}:{conn.port or 8080}"
+    return AirflowApi(url, conn.login, conn.password)
+
+
+def preflight(pools: dict[str, int], **context: Any) -> dict[str, Any]:
+    """Fail at once when a pool the DAG needs is missing or too small (Airflow would wait forever)."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+
+    from recovery_provider.airflow_api import pool_problems
+
+    if not pools:
+        return {"pools": {}}
+    try:
+        api = _api_from_connection()
+    except AirflowNotFoundException:
+        raise AirflowFailException(
+            f"cannot check pools {sorted(pools)}: create the Airflow connection '{API_CONN_ID}' "
+            "(type http; host: the api-server URL, login and password of a user who may read pools)"
+        ) from None
+    problems = pool_problems(api, pools)
+    if problems:
+        raise AirflowFailException("preflight: " + "; ".join(problems))
+    log.info("preflight: pools %s are in place", ", ".join(f"{n} ({s} slots)" for n, s in sorted(pools.items())))
+    return {"pools": pools}
 
 
 def skip_in_dry_run(context: Any) -> None:

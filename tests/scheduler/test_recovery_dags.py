@@ -1,0 +1,251 @@
+"""Generated recovery DAGs on a real scheduler: every semantic read back from task instances.
+
+The specs live in tests/scheduler/specs/; one loader file in the cluster's dags folder renders
+them, exactly as a deployment would.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.support.airflow_cluster import AirflowCluster, TaskInstance
+
+pytestmark = pytest.mark.scheduler
+
+SPECS = Path(__file__).resolve().parent / "specs"
+BROKEN = Path(__file__).resolve().parent / "specs_broken"
+UNSYNCED = Path(__file__).resolve().parent / "specs_unsynced"
+LOADER = "# airflow DAG loader: safe mode parses only files that say 'airflow' and 'dag'\nfrom recovery_provider.loader import load_dags\nload_dags(__file__, {folder!r})\n"
+DAG_IDS = sorted(p.stem for p in SPECS.glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def cluster(airflow: AirflowCluster) -> AirflowCluster:
+    airflow.add_dag_file(LOADER.format(folder=str(SPECS)), name="recovery_specs.py")
+    airflow.add_dag_file(LOADER.format(folder=str(BROKEN)), name="recovery_broken.py")
+    airflow.add_dag_file(LOADER.format(folder=str(UNSYNCED)), name="recovery_unsynced.py")
+    # the preflight task reads pools through the REST API with this connection
+    airflow.api.request("POST", "/connections", json={
+        "connection_id": "airflow_api", "conn_type": "http", "host": airflow.base_url,
+        "login": "admin", "password": airflow.admin_password,
+    }, ok=(200, 201, 409))
+    sync = subprocess.run(
+        [str(Path(sys.executable).with_name("recovery")), "pools", "sync", str(SPECS), "--url", airflow.base_url],
+        env={**os.environ, "RECOVERY_AIRFLOW_PASSWORD": airflow.admin_password}, capture_output=True, text=True, check=False,
+    )
+    assert sync.returncode == 0 and "sched_caps_io: created (2 slots" in sync.stdout, sync.stdout + sync.stderr
+    assert airflow.admin_password not in sync.stdout + sync.stderr
+    for dag_id in [*DAG_IDS, "sched_preflight"]:
+        airflow.api.wait_for_dag(dag_id, timeout=120)
+        airflow.api.unpause(dag_id)
+    return airflow
+
+
+def run(
+    cluster: AirflowCluster, dag_id: str, conf: dict[str, object] | None = None, timeout: float = 180
+) -> tuple[str, dict[tuple[str, int], TaskInstance]]:
+    run_id = cluster.api.trigger(dag_id, conf or {})
+    state = cluster.api.wait_for_run(dag_id, run_id, timeout=timeout)
+    tis = {(t.task_id, t.map_index): t for t in cluster.api.task_instances(dag_id, run_id)}
+    return state, tis
+
+
+def states(tis: dict[tuple[str, int], TaskInstance]) -> dict[str, str | None]:
+    return {f"{k[0]}[{k[1]}]" if k[1] >= 0 else k[0]: t.state for k, t in tis.items()}
+
+
+def window(ti: TaskInstance) -> tuple[datetime, datetime]:
+    assert ti.start_date is not None and ti.end_date is not None, ti
+    return ti.start_date, ti.end_date
+
+
+def peak_concurrency(instances: list[TaskInstance]) -> int:
+    events = sorted(
+        [(window(t)[0], 1) for t in instances] + [(window(t)[1], -1) for t in instances],
+        key=lambda e: (e[0], e[1]),
+    )
+    running = peak = 0
+    for _, delta in events:
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
+def test_a_broken_spec_is_an_import_error_and_hides_no_other_dag(cluster: AirflowCluster) -> None:
+    cluster.api.wait_for_dag("sched_good_neighbour", timeout=120)
+    errors = {e["filename"]: e["stack_trace"] for e in cluster.api.import_errors()}
+    (message,) = [text for name, text in errors.items() if name.endswith("recovery_broken.py")]
+    assert "broken.yaml:5:30: error: phases[0].steps[0]: unknown key 'retires', did you mean 'retries'?" in message
+    assert cluster.api.dag("sched_broken") is None
+
+
+def test_parallel_steps_overlap_and_sequential_steps_do_not(cluster: AirflowCluster) -> None:
+    state, tis = run(cluster, "sched_overlap")
+    assert state == "success", states(tis)
+    s1, s2 = window(tis[("seq.s1", -1)]), window(tis[("seq.s2", -1)])
+    p1, p2 = window(tis[("par.p1", -1)]), window(tis[("par.p2", -1)])
+    assert s2[0] >= s1[1], "sequential steps overlapped"
+    assert p1[0] < p2[1] and p2[0] < p1[1], "parallel steps did not overlap"
+    assert min(p1[0], p2[0]) >= s2[1], "the parallel phase started before the sequential one ended"
+
+
+def test_pool_and_fan_out_caps_are_never_exceeded(cluster: AirflowCluster) -> None:
+    state, tis = run(cluster, "sched_caps")
+    assert state == "success", cluster.describe_run("sched_caps", next(iter(tis.values())).raw["dag_run_id"])
+    pooled = [t for (task, _), t in tis.items() if task == "pooled.each.pooled_work"]
+    capped = [t for (task, _), t in tis.items() if task == "capped.each.capped_work"]
+    assert len(pooled) == len(capped) == 5
+    assert {t.pool for t in pooled} == {"sched_caps_io"}
+    assert peak_concurrency(pooled) == 2
+    assert peak_concurrency(capped) == 2
+
+
+def test_failure_policies_count_tolerate_percent_continue(cluster: AirflowCluster) -> None:
+    state, tis = run(cluster, "sched_policies")
+    got = states(tis)
+    assert state == "failed", got
+    for phase in ("tolerate_two", "tolerate_half", "keep_going"):
+        assert got[f"{phase}.gate"] == "success", got
+        assert sorted(got[f"{phase}.each.{phase}_work[{i}]"] for i in range(4)) == [
+            "failed",
+            "failed",
+            "success",
+            "success",
+        ]
+    assert got["tolerate_one.gate"] == "failed", got
+    assert got["never.after"] == "upstream_failed", got
+    assert got["outcome"] == "failed", got
+
+
+def test_compensation_undoes_what_succeeded_newest_first_and_finally_still_fails_the_run(
+    cluster: AirflowCluster,
+) -> None:
+    state, tis = run(cluster, "sched_compensate")
+    got = states(tis)
+    assert state == "failed", got
+    assert (got["change.first"], got["change.second"], got["change.third"]) == (
+        "success",
+        "success",
+        "failed",
+    )
+    assert got["change.undo_third"] == "skipped"  # it failed: nothing to undo
+    assert got["change.undo_second"] == got["change.undo_first"] == "success"
+    assert window(tis[("change.undo_second", -1)])[1] <= window(tis[("change.undo_first", -1)])[0]
+    assert got["later.never"] == "upstream_failed"
+    assert got["cleanup"] == "success"
+    assert window(tis[("cleanup", -1)])[0] >= window(tis[("change.undo_first", -1)])[1]
+
+
+@pytest.mark.parametrize(
+    ("failure_type", "taken"),
+    [
+        ("replica_healthy", "promote"),
+        ("primary_lost", "restore"),
+        ("lag_check", "investigate"),
+        ("unheard_of", "investigate"),
+    ],
+)
+def test_branch_takes_the_right_path_and_the_fallback_for_unknown_states(
+    cluster: AirflowCluster, failure_type: str, taken: str
+) -> None:
+    state, tis = run(cluster, "sched_branch", {"failure_type": failure_type})
+    got = states(tis)
+    assert state == "success", got
+    work = {
+        "promote": "promote.promote_replica",
+        "restore": "restore.restore_backup",
+        "investigate": "investigate.page_human",
+    }
+    for path, task in work.items():
+        assert got[task] == ("success" if path == taken else "skipped"), got
+    assert got["verify.check"] == "success", got  # the join neither skips nor fails
+
+
+def test_approval_goes_on_when_approved_through_the_rest_api(cluster: AirflowCluster) -> None:
+    api = cluster.api
+    run_id = api.trigger("sched_approval", {})
+    api.answer_hitl("sched_approval", run_id, "gate.approve", ["Approve"])
+    state = api.wait_for_run("sched_approval", run_id, timeout=120)
+    got = {t.task_id: t.state for t in api.task_instances("sched_approval", run_id)}
+    assert state == "success", got
+    assert got["cutover.switch"] == "success"
+
+
+def test_approval_times_out_to_reject_and_the_run_fails(cluster: AirflowCluster) -> None:
+    state, tis = run(cluster, "sched_approval", timeout=150)
+    got = states(tis)
+    assert state == "failed", got
+    assert got["gate.approve"] == "failed"
+    assert got["cutover.switch"] == "upstream_failed"
+
+
+def test_dry_run_has_no_side_effects(cluster: AirflowCluster, tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    state, tis = run(cluster, "sched_dry_run", {"dry_run": True, "marker": str(marker)})
+    assert state == "success", states(tis)
+    assert states(tis)["act.write"] == "skipped"
+    assert not marker.exists()
+    state, tis = run(cluster, "sched_dry_run", {"dry_run": False, "marker": str(marker)})
+    assert state == "success" and marker.read_text().strip() == "done"
+
+
+def test_rto_deadline_alert_fires_on_an_overrunning_run(cluster: AirflowCluster) -> None:
+    state, tis = run(cluster, "sched_deadline")
+    assert state == "success", states(tis)
+    log = cluster.log_path("triggerer").read_text(errors="replace")
+    assert "RTO missed: recovery sched_deadline" in log, cluster.log_path("triggerer")
+
+
+def wave_windows(tis: dict[tuple[str, int], TaskInstance], wave: int) -> tuple[datetime, datetime]:
+    mine = [t for (task, _), t in tis.items() if task.startswith(f"restart.wave{wave}.") or task == f"restart.wave{wave}_health"]
+    return min(window(t)[0] for t in mine), max(window(t)[1] for t in mine)
+
+
+def test_waves_never_overlap_and_pause_between(cluster: AirflowCluster) -> None:
+    state, tis = run(cluster, "sched_waves")
+    got = states(tis)
+    assert state == "success", got
+    assert [len([k for k in tis if k[0] == f"restart.wave{w}.bounce"]) for w in (1, 2, 3)] == [3, 3, 1]
+    for wave in (1, 2):
+        _, end = wave_windows(tis, wave)
+        start_next, _ = wave_windows(tis, wave + 1)
+        assert (start_next - end).total_seconds() >= 5, f"wave {wave + 1} started {start_next - end} after wave {wave}"
+
+
+def test_a_failing_health_check_stops_the_later_waves(cluster: AirflowCluster) -> None:
+    state, tis = run(cluster, "sched_waves", {"fail_wave": 2})
+    got = states(tis)
+    assert state == "failed", got
+    assert got["restart.wave2_health"] == "failed", cluster.describe_run("sched_waves", tis[("preflight", -1)].raw["dag_run_id"])
+    assert got["restart.wave2_checkpoint"] == "failed"
+    assert got["restart.wave3_targets"] == "upstream_failed"
+    assert not any(k[0] == "restart.wave3.bounce" and t.state == "success" for k, t in tis.items())
+    assert got["restart.gate"] == "failed"
+
+
+def test_preflight_fails_a_run_whose_pool_is_missing(cluster: AirflowCluster) -> None:
+    state, tis = run(cluster, "sched_preflight", timeout=60)
+    got = states(tis)
+    assert state == "failed", got
+    assert got["preflight"] == "failed"
+    assert got["work.step"] == "upstream_failed"
+    log = cluster.task_log("sched_preflight", tis[("preflight", -1)].raw["dag_run_id"], "preflight")
+    assert "pool 'sched_never_created' does not exist" in log
+
+
+def test_continue_flags_a_partial_recovery_on_the_run(cluster: AirflowCluster) -> None:
+    api = cluster.api
+    run_id = api.trigger("sched_partial", {})
+    state = api.wait_for_run("sched_partial", run_id, timeout=120)
+    got = {(t.task_id, t.map_index): t.state for t in api.task_instances("sched_partial", run_id)}
+    assert state == "success", got
+    assert sorted(got[("streams.each.dump", i)] for i in range(3)) == ["failed", "success", "success"]
+    assert got[("verify.check", -1)] == "success"
+    note = api.dag_run("sched_partial", run_id).get("note") or ""
+    assert note.startswith("PARTIAL recovery") and "1 of 3 failed" in note, note
