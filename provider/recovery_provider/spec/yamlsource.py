@@ -19,6 +19,7 @@ try:
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 
+_STR_TAG = "tag:yaml.org,2002:str"
 _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 MAX_BYTES = 2 * 1024 * 1024
 MAX_NODES = 200_000
@@ -85,6 +86,8 @@ class _Converter:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.convert(item, (*path, index)) for index, item in enumerate(node.value)]
+        if node.tag == _STR_TAG:  # most scalars: skip the constructor machinery (parse-time cost)
+            return node.value
         try:
             return self.loader.construct_object(node, deep=True)
         except yaml.MarkedYAMLError as exc:
