@@ -249,3 +249,14 @@ def test_continue_flags_a_partial_recovery_on_the_run(cluster: AirflowCluster) -
     assert got[("verify.check", -1)] == "success"
     note = api.dag_run("sched_partial", run_id).get("note") or ""
     assert note.startswith("PARTIAL recovery") and "1 of 3 failed" in note, note
+
+
+def test_an_idempotency_probe_skips_work_already_done(cluster: AirflowCluster, tmp_path: Path) -> None:
+    marker = tmp_path / "created"
+    state, tis = run(cluster, "sched_idempotent", {"marker": str(marker)})
+    assert state == "success" and states(tis)["ensure.create"] == "success", states(tis)
+    marker.write_text("kept\n")  # a second run must not redo (or overwrite) the work
+    state, tis = run(cluster, "sched_idempotent", {"marker": str(marker)})
+    assert state == "success", states(tis)
+    assert states(tis)["ensure.create_done"] == "success" and states(tis)["ensure.create"] == "skipped"
+    assert marker.read_text() == "kept\n"

@@ -151,3 +151,33 @@ def test_loader_keeps_good_dags_and_reports_broken_specs(tmp_path: Path) -> None
     with pytest.raises(SpecLoadErrors) as raised:  # Airflow calls validate() and records an import error
         sentinel.validate()
     assert "bad.yaml:2:47: error: phases[0].steps[0]: unknown key 'retires', did you mean 'retries'?" in str(raised.value)
+
+
+def test_a_probe_precedes_its_step() -> None:
+    dag = build_dag(plan_of("""
+recovery: r
+defaults: {timeout: 1m}
+phases:
+  - id: a
+    steps:
+      - {id: first, uses: empty}
+      - {id: make, uses: bash, with: {bash_command: "make it"}, skip_if: {uses: bash, with: {bash_command: "check"}}}
+"""), "r.yaml")
+    assert upstream(dag, "a.make_done") == {"a.first"}
+    assert upstream(dag, "a.make") == {"a.make_done"}
+    assert upstream(dag, "a.gate") == {"a.first", "a.make_done", "a.make"}
+
+
+@pytest.mark.parametrize("feature", ["compensate", "skip_if"])
+def test_fan_out_steps_refuse_what_is_not_built_rather_than_ignore_it(feature: str) -> None:
+    plan = plan_of(f"""
+recovery: r
+defaults: {{timeout: 1m}}
+phases:
+  - id: a
+    for_each: {{over: [x]}}
+    steps:
+      - {{id: s, uses: bash, with: {{bash_command: "echo {{{{ target }}}}"}}, {feature}: {{uses: empty}}}}
+""")
+    with pytest.raises(RenderError, match="is not supported yet"):
+        build_dag(plan, "r.yaml")

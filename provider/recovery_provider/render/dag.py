@@ -69,7 +69,8 @@ class _Renderer:
             raise self.fail(item, f"{cls.__name__} rejected its arguments: {exc}") from None
 
     def step_task(self, step: PlanStep, trigger_rule: str = TriggerRule.ALL_SUCCESS,
-                  overrides: dict[str, Any] | None = None, max_active: int | None = None) -> BaseOperator:
+                  overrides: dict[str, Any] | None = None, max_active: int | None = None,
+                  skip_when: str | None = None) -> BaseOperator:
         extra: dict[str, Any] = {
             "retries": step.retries,
             "retry_delay": step.retry_delay,
@@ -90,6 +91,8 @@ class _Renderer:
             extra["queue"] = step.queue
         if max_active:
             extra["max_active_tis_per_dagrun"] = max_active
+        if skip_when is not None:
+            extra["pre_execute"] = _skip_when_done(skip_when, dry_run_aware=getattr(self.operator_class(step), "supports_dry_run", False))
         return self.construct(step, step.id, extra)
 
     # -- the DAG ----------------------------------------------------------------------------------
@@ -167,18 +170,38 @@ class _Renderer:
         return gate
 
     def steps(self, phase: PlanPhase) -> tuple[list[Any], list[Any], list[str]]:
-        """Sequential or parallel steps; entries wait for upstream gates with none_failed."""
-        tasks: list[BaseOperator] = []
+        """Sequential or parallel steps; entries wait for upstream gates with none_failed.
+
+        A step with `skip_if` is preceded by its probe; the step skips itself when the probe
+        returned something truthy (the work is already done). A probe that fails stops the step.
+        """
+        entries: list[BaseOperator] = []
+        work: list[BaseOperator] = []
+        previous: BaseOperator | None = None
         for index, step in enumerate(phase.steps):
             first = phase.kind == "parallel" or index == 0
             after_optional = not first and not phase.steps[index - 1].critical
             rule = TriggerRule.NONE_FAILED if first else (TriggerRule.ALL_DONE if after_optional else TriggerRule.ALL_SUCCESS)
-            task = self.step_task(step, rule)
-            if not first:
-                task.set_upstream(tasks[-1])
-            tasks.append(task)
-        entries = tasks if phase.kind == "parallel" else tasks[:1]
-        return entries, tasks, [t.task_id for t in tasks]
+            probe = None
+            if step.skip_if is not None:
+                probe = self.construct(step.skip_if, f"{step.id}_done", {
+                    "trigger_rule": rule, "retries": 0, "execution_timeout": step.skip_if.timeout,
+                    "task_display_name": f"{step.display_name}: already done?",
+                })
+                rule = TriggerRule.ALL_SUCCESS
+            task = self.step_task(step, rule, skip_when=probe.task_id if probe else None)
+            head = probe or task
+            if probe is not None:
+                task.set_upstream(probe)
+                work.append(probe)
+            if first:
+                entries.append(head)
+            elif previous is not None:
+                head.set_upstream(previous)
+            work.append(task)
+            if phase.kind != "parallel":
+                previous = task
+        return entries, work, [t.task_id for t in work]
 
     def target_arguments(self, phase: PlanPhase) -> tuple[dict[str, dict[str, Any]], list[str]]:
         """Per step: the arguments that mention the target, and whether the step takes it by name."""
@@ -188,6 +211,9 @@ class _Renderer:
         step_args: dict[str, dict[str, Any]] = {}
         takes_target: list[str] = []
         for step in phase.steps:
+            for feature in ("compensate", "skip_if"):
+                if getattr(step, feature) is not None:
+                    raise self.fail(step, f"'{feature}' on a step of a {phase.kind} phase is not supported yet: move the step to a sequential or parallel phase, or drop '{feature}'")
             cls = self.operator_class(step)
             step_args[step.id] = {k: v for k, v in step.args.items() if mentions_target(v, arg)}
             if arg not in step.args and _accepts(cls, arg):
@@ -325,7 +351,7 @@ class _Renderer:
         """Undo, newest first, what the phase had done when its gate fails."""
         previous: BaseOperator = gate
         for step in reversed(phase.steps):
-            if step.compensate is None or phase.fan_out is not None:
+            if step.compensate is None:
                 continue
             task = self.construct(step.compensate, f"undo_{step.id}", {
                 "trigger_rule": TriggerRule.ONE_FAILED if previous is gate else TriggerRule.ALL_DONE,
@@ -337,6 +363,19 @@ class _Renderer:
             task.set_upstream(previous)
             self.after_gates.append(task)
             previous = task
+
+
+def _skip_when_done(probe_task_id: str, dry_run_aware: bool) -> Callable[[Any], None]:
+    def hook(context: Any) -> None:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if not dry_run_aware:
+            runtime.skip_in_dry_run(context)
+        found = context["ti"].xcom_pull(task_ids=probe_task_id)
+        if found:
+            raise AirflowSkipException(f"already done, as {probe_task_id} found ({found!r}): nothing to do")
+
+    return hook
 
 
 def _compensate_only_if(step_task_id: str) -> Callable[[Any], None]:
