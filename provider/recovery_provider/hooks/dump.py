@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
-import os
 import queue
 import subprocess
 import tempfile
@@ -125,8 +124,8 @@ def run_backup(req: BackupRequest, log: logging.Logger | Any) -> dict[str, Any]:
         if path.exists():
             log.info("removing leftovers of an interrupted backup at %s (no manifest: incomplete)", path)
             req.store.remove_tree(path)
-    except OSError as exc:
-        raise RecoveryError(f"cannot reach backup storage {req.store.describe(path)}: {exc}") from None
+    except Exception as exc:
+        raise req.store.error(exc, "checking the backup folder") from None
     started = dt.datetime.now(dt.timezone.utc)
     conn = req.target.connect(attempts=req.connect_attempts, retry_delay=req.connect_retry_delay)
     try:
@@ -194,7 +193,7 @@ def _stderr_tail(handle: IO[bytes], target: PgTarget, lines: int = 15) -> str:
 
 @contextlib.contextmanager
 def _pg_dump(req: BackupRequest, argv: list[str]) -> Iterator[tuple[subprocess.Popen[bytes], IO[bytes]]]:
-    """Start pg_dump with the passfile environment; the database name goes in PGDATABASE, never argv."""
+    """Start pg_dump with the password in its own environment; the database name goes in PGDATABASE, never argv."""
     with req.target.tool_env() as env, tempfile.TemporaryFile() as stderr:
         env["PGDATABASE"] = req.database
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE if req.format == "custom" else subprocess.DEVNULL,
@@ -242,8 +241,8 @@ def _dump_custom(req: BackupRequest, snapshot: str, path: ObjectStoragePath, log
             while reader.is_alive():  # unblock the reader so it sees EOF and ends
                 with contextlib.suppress(queue.Empty):
                     chunks.get(timeout=0.1)
-            if isinstance(exc, OSError):
-                raise RecoveryError(f"writing {target} failed: {exc}. Check the storage location and its connection") from None
+            if isinstance(exc, Exception) and not isinstance(exc, RecoveryError):
+                raise req.store.error(exc, f"writing {target.name}") from None
             raise
         reader.join()
         code = proc.wait()
@@ -293,8 +292,8 @@ def _dump_directory(req: BackupRequest, snapshot: str, path: ObjectStoragePath, 
 
                 try:
                     size, sha = req.store.write_chunks(path / key, chunks(), req.upload_block_size)
-                except OSError as exc:
-                    raise RecoveryError(f"writing {path / key} failed: {exc}. Check the storage location") from None
+                except Exception as exc:
+                    raise req.store.error(exc, f"writing {key}") from None
                 objects.append({"key": key, "size": size, "sha256": sha})
                 uploaded.add(local.name)
                 local.unlink()
@@ -315,8 +314,3 @@ def _dump_directory(req: BackupRequest, snapshot: str, path: ObjectStoragePath, 
     objects.sort(key=lambda o: str(o["key"]))
     log.info("uploaded %d file(s) of the directory-format dump to %s", len(objects), path)
     return objects
-
-
-def spool_free_bytes() -> int:
-    stats = os.statvfs(tempfile.gettempdir())
-    return stats.f_bavail * stats.f_frsize

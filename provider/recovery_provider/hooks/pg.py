@@ -2,10 +2,10 @@
 
 Why not only PostgresHook: the operators need two things it does not give in one piece: a psycopg 3
 connection with retries that end in a message saying what to do, and an environment for libpq
-tools (pg_dump, pg_restore) where the password travels in a 0600 passfile, never on a command line,
-in a log or in XCom. The Airflow connection (any secrets backend, ``AIRFLOW_CONN_*`` included) is
+tools (pg_dump, pg_restore) where the password travels in the child's environment only, never on a
+command line, in a log or in XCom. The Airflow connection (any secrets backend, ``AIRFLOW_CONN_*`` included) is
 read once through ``BaseHook.get_connection``; the password stays in this process and in the
-passfile of the one child that needs it.
+environment of the one child that needs it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import dataclasses
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -140,38 +139,24 @@ class PgTarget:
 
     @contextlib.contextmanager
     def tool_env(self) -> Iterator[dict[str, str]]:
-        """Environment for pg_dump/pg_restore: PG* variables and a 0600 passfile removed afterwards.
+        """Environment for pg_dump/pg_restore, the password in PGPASSWORD of that child only.
 
-        Inherited PG* variables are dropped so a stray PGPASSWORD or PGSERVICE of the worker cannot
-        redirect or authenticate the child. The database is not set here: callers pass it in a way
-        that libpq never parses as a connection string.
+        Why not a passfile: a worker killed with SIGKILL cannot remove it, leaving the password on
+        disk; a child's environment dies with the child and is readable only by its owner (and
+        root) through /proc. Inherited PG* variables are dropped so a stray PGPASSWORD or PGSERVICE
+        of the worker cannot redirect or authenticate the child. The database is not set here:
+        callers pass it in a way libpq never parses as a connection string.
         """
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env.update({"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": self.user})
         env["PGAPPNAME"] = "recovery_provider"
+        env["PGPASSFILE"] = os.devnull  # never read the worker user's ~/.pgpass by accident
         for key, var in _EXTRA_TO_ENV.items():
             if key in self.extra:
                 env[var] = str(self.extra[key])
-        if self.password is None:
-            env["PGPASSFILE"] = os.devnull
-            yield env
-            return
-        if "\n" in self.password or "\r" in self.password:
-            raise RecoveryError(
-                f"the password of connection '{self.conn_id}' contains a line break, which a libpq "
-                "passfile cannot hold: change the password"
-            )
-        escaped = self.password.replace("\\", "\\\\").replace(":", "\\:")
-        fd, name = tempfile.mkstemp(prefix="recovery-pgpass-")
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(f"*:*:*:*:{escaped}\n")
-            env["PGPASSFILE"] = name
-            yield env
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(name)
+        if self.password is not None:
+            env["PGPASSWORD"] = self.password
+        yield env
 
 
 def conninfo_dbname(dbname: str) -> str:

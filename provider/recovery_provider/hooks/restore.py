@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import subprocess
 import tempfile
@@ -75,8 +76,24 @@ def choose_backup(req: RestoreRequest) -> ChosenBackup:
             )
         assert newest.manifest is not None
         run_key, manifest = newest.run_key, newest.manifest
-    marker = f"{MARK_PREFIX} of {slug(req.database)}/{run_key} manifest {manifest_digest(manifest)[:16]}"
-    return ChosenBackup(run_key, manifest, marker)
+    identity = {"location": store.location, "database": req.database, "run_key": run_key,
+                "manifest_sha256": manifest_digest(manifest)}
+    return ChosenBackup(run_key, manifest, f"{MARK_PREFIX} {json.dumps(identity, sort_keys=True)}")
+
+
+def parse_marker(comment: str | None) -> tuple[dict[str, Any], str] | None:
+    """(backup identity, 'complete' | 'in progress') from a restored database's comment, or None."""
+    if not comment or not comment.startswith(MARK_PREFIX + " {"):
+        return None
+    body = comment[len(MARK_PREFIX) + 1:]
+    for state in ("complete", "in progress"):
+        if body.endswith(" " + state):
+            try:
+                identity = json.loads(body[: -len(state) - 1])
+            except ValueError:
+                return None
+            return (identity, state) if isinstance(identity, dict) else None
+    return None
 
 
 def target_state(admin: Any, target_database: str) -> tuple[bool, str | None]:
@@ -162,9 +179,11 @@ def _stage(req: RestoreRequest, path: Any, manifest: dict[str, Any], spool: Path
                     digest.update(chunk)
                     size += len(chunk)
                     out.write(chunk)
-        except (OSError, FileNotFoundError) as exc:
-            problems.append(f"{entry['key']}: unreadable ({exc})")
+        except FileNotFoundError:
+            problems.append(f"{entry['key']}: missing")
             continue
+        except Exception as exc:
+            raise req.store.error(exc, f"reading {entry['key']}") from None
         if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
             problems.append(f"{entry['key']}: size or SHA-256 differs from the manifest")
     if problems:
@@ -184,7 +203,7 @@ def _create_target(admin: Any, req: RestoreRequest, manifest: dict[str, Any], ma
     name = sql.Identifier(req.target_database)
     if recreate:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-    options = sql.SQL("")
+    options: sql.Composable = sql.SQL("")
     if manifest.get("encoding"):
         options = sql.SQL(" ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
             sql.Literal(manifest["encoding"]), sql.Literal(manifest["lc_collate"]), sql.Literal(manifest["lc_ctype"]))

@@ -62,7 +62,7 @@ def table_stats(conn: psycopg.Connection[Any]) -> list[TableStats]:
     apply_stable_settings(conn)
     result: list[TableStats] = []
     for schema, table in conn.execute(_TABLES).fetchall():
-        query = sql.SQL(_SUMS).format(sql.Identifier(schema, table))  # type: ignore[arg-type]
+        query = sql.SQL(_SUMS).format(sql.Identifier(schema, table))
         row = conn.execute(query).fetchone()
         assert row is not None
         rows, high, low = int(row[0]), str(row[1]), str(row[2])

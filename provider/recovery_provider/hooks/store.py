@@ -122,6 +122,15 @@ class BackupStore:
     def backup_path(self, database: str, run_key: str) -> ObjectStoragePath:
         return self.database_path(database) / run_key_safe(run_key)
 
+    def error(self, exc: BaseException, doing: str) -> StorageError:
+        """A storage failure as an error that says where and what to check."""
+        hint = (
+            f"check the Airflow connection '{self.root.conn_id}' (endpoint_url, credentials, region) and that "
+            "the bucket exists; botocore's retries come from the connection extra config_kwargs.retries"
+            if not self.is_local else "check that the path exists and is writable by the worker"
+        )
+        return StorageError(f"backup storage {self.location}: {doing} failed ({type(exc).__name__}: {exc}); {hint}")
+
     def describe(self, path: ObjectStoragePath) -> str:
         """The path as a URL without credentials (a conn id is a name, not a secret)."""
         return str(path)
@@ -141,8 +150,8 @@ class BackupStore:
         """A writable file object; S3 uploads in ``block_size`` parts, so memory stays bounded."""
         if self.is_local:
             path.parent.mkdir(parents=True, exist_ok=True)
-            return path.open("wb")
-        return path.open("wb", block_size=block_size)
+            return path.open("wb")  # type: ignore[no-untyped-call]
+        return path.open("wb", block_size=block_size)  # type: ignore[no-untyped-call]
 
     def write_chunks(self, path: ObjectStoragePath, chunks: Iterable[bytes], block_size: int) -> tuple[int, str]:
         """Write chunks as they come, hashing as we go; returns (size, sha256 hex)."""
@@ -155,7 +164,8 @@ class BackupStore:
         return size, digest.hexdigest()
 
     def read_chunks(self, path: ObjectStoragePath, chunk_size: int = CHUNK) -> Iterable[bytes]:
-        with path.open("rb", block_size=max(chunk_size, 5 * CHUNK)) if not self.is_local else path.open("rb") as src:
+        options = {} if self.is_local else {"block_size": max(chunk_size, 5 * CHUNK)}
+        with path.open("rb", **options) as src:  # type: ignore[no-untyped-call]
             while True:
                 chunk = src.read(chunk_size)
                 if not chunk:
@@ -175,21 +185,21 @@ class BackupStore:
         if self.is_local:
             tmp = path.parent / (path.name + ".partial")
             path.parent.mkdir(parents=True, exist_ok=True)
-            with tmp.open("wb") as out:
+            with tmp.open("wb") as out:  # type: ignore[no-untyped-call]
                 out.write(data)
             os.replace(tmp.path, path.path)  # atomic on one filesystem
         else:
-            with path.open("wb") as out:  # one PUT: atomic on S3
+            with path.open("wb") as out:  # type: ignore[no-untyped-call]  # one PUT: atomic on S3
                 out.write(data)
 
     def read_json(self, path: ObjectStoragePath) -> dict[str, Any] | None:
         """The document, or None when absent or unreadable (a torn write is not a manifest)."""
         try:
-            if not path.exists():
-                return None
             value = json.loads(path.read_bytes())
-        except (OSError, ValueError):
+        except (FileNotFoundError, ValueError):
             return None
+        except Exception as exc:
+            raise self.error(exc, f"reading {path.name}") from None
         return value if isinstance(value, dict) else None
 
     # -- backups ----------------------------------------------------------------------------------
@@ -213,8 +223,8 @@ class BackupStore:
             if not base.exists():
                 return []
             folders = [p for p in base.iterdir() if p.is_dir()]
-        except OSError as exc:
-            raise StorageError(f"cannot list backups at {self.describe(base)}: {exc}") from None
+        except Exception as exc:
+            raise self.error(exc, "listing backups") from None
         found = []
         for folder in folders:
             document = self.read_json(folder / MANIFEST)
@@ -226,6 +236,16 @@ class BackupStore:
         found.sort(key=lambda b: (b.finished_at or epoch, b.run_key))
         return found
 
+    def databases(self) -> list[str]:
+        """Folder names (slugs) of every database with backups here; a slug addresses its folder too."""
+        self.refresh()
+        try:
+            if not self.root.exists():
+                return []
+            return sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        except Exception as exc:
+            raise self.error(exc, "listing databases") from None
+
     def newest(self, database: str, *, verified_only: bool) -> BackupInfo | None:
         candidates = [b for b in self.list_backups(database) if b.complete and (b.verified or not verified_only)]
         return candidates[-1] if candidates else None
@@ -236,13 +256,12 @@ class BackupStore:
         for entry in manifest["objects"]:
             target = path / entry["key"]
             try:
-                if not target.exists():
-                    problems.append(f"{entry['key']}: missing")
-                    continue
                 size, sha = self.hash_object(target)
-            except OSError as exc:
-                problems.append(f"{entry['key']}: unreadable ({exc})")
+            except FileNotFoundError:
+                problems.append(f"{entry['key']}: missing")
                 continue
+            except Exception as exc:
+                raise self.error(exc, f"reading {entry['key']}") from None
             if size != entry["size"]:
                 problems.append(f"{entry['key']}: {size} bytes stored, manifest says {entry['size']}")
             elif sha != entry["sha256"]:

@@ -1,0 +1,410 @@
+"""PostgreSQL recovery operators: backup, restore, drill verification, promotion, drop.
+
+Thin on purpose: the work is in ``recovery_provider.hooks`` (dump, restore, stats, store); these
+classes turn rendered template fields into requests, honour dry runs, and return secret-free
+summaries for XCom.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from recovery_provider.exceptions import RecoveryError
+from recovery_provider.hooks.store import default_location, slug
+from recovery_provider.operators.base import RecoveryOperator, run_key_from_context, seconds
+
+
+class _PostgresOperator(RecoveryOperator):
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        connect_attempts: int = 3,
+        connect_retry_delay: float | str = 1.0,
+        pg_bin_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self.connect_attempts = connect_attempts
+        self.connect_retry_delay = connect_retry_delay
+        self.pg_bin_dir = pg_bin_dir
+
+    def target(self, database: str | None = None) -> Any:
+        from recovery_provider.hooks.pg import PgTarget
+
+        return PgTarget.from_conn_id(self.conn_id, database)
+
+    @property
+    def retry_delay_seconds(self) -> float:
+        return seconds(self.connect_retry_delay, "connect_retry_delay")
+
+
+class PostgresBackupOperator(_PostgresOperator):
+    """Back up one database with pg_dump, streamed to ``location``, manifest written last.
+
+    Keys: ``<location>/<database>/<run_key>/`` where ``run_key`` defaults to the run's logical date
+    (``20240101T020000Z``) or, for runs without one, the run id. A complete backup already at that
+    key is reused, never overwritten; leftovers of an interrupted one (no manifest) are replaced.
+    Returns the manifest without the per-table list (XCom stays small). Alias ``postgres.backup``.
+    """
+
+    template_fields: Sequence[str] = (
+        "conn_id", "database", "location", "run_key", "format", "jobs", "compress", "drill_stats", "pg_dump_args",
+    )
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        database: str | None = None,
+        location: str | None = None,
+        run_key: str | None = None,
+        format: str = "custom",
+        jobs: int = 1,
+        compress: str | int | None = None,
+        drill_stats: bool = True,
+        pg_dump_args: Sequence[str] = (),
+        upload_block_size: int = 16 * 1024 * 1024,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(conn_id=conn_id, **kwargs)
+        self.database = database
+        self.location = location or default_location()
+        self.run_key = run_key
+        self.format = format
+        self.jobs = jobs
+        self.compress = compress
+        self.drill_stats = drill_stats
+        self.pg_dump_args = list(pg_dump_args)
+        self.upload_block_size = upload_block_size
+
+    def request(self, context: Any) -> Any:
+        from recovery_provider.hooks.dump import BackupRequest
+        from recovery_provider.hooks.store import BackupStore
+
+        return BackupRequest(
+            target=self.target(self.database or None),
+            store=BackupStore(self.location),
+            run_key=self.run_key or run_key_from_context(context),
+            format=self.format,
+            jobs=int(self.jobs),
+            compress=None if self.compress in (None, "") else str(self.compress),
+            drill_stats=bool(self.drill_stats),
+            upload_block_size=self.upload_block_size,
+            pg_bin_dir=self.pg_bin_dir,
+            connect_attempts=self.connect_attempts,
+            connect_retry_delay=self.retry_delay_seconds,
+            extra_args=[str(a) for a in self.pg_dump_args],
+        )
+
+    def describe_dry_run(self, context: Any) -> str:
+        req = self.request(context)
+        req.validate()
+        path = req.store.backup_path(req.database, req.run_key)
+        found = req.store.manifest(req.database, req.run_key)
+        if found is not None:
+            return f"reuse the complete backup already at {path} (finished {found['finished_at']})"
+        return f"pg_dump --format={req.format} {req.target.where} into {path} and write its manifest last"
+
+    def run(self, context: Any) -> Any:
+        from recovery_provider.hooks.dump import run_backup
+
+        manifest = run_backup(self.request(context), self.log)
+        return {k: v for k, v in manifest.items() if k != "tables"} | {"tables": len(manifest.get("tables", []))}
+
+
+class _FromBackup(_PostgresOperator):
+    """Arguments shared by restore and drill verification: which backup, which target."""
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        database: str,
+        location: str | None = None,
+        run_key: str | None = None,
+        target_database: str | None = None,
+        require_verified: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(conn_id=conn_id, **kwargs)
+        self.database = database
+        self.location = location or default_location()
+        self.run_key = run_key
+        self.target_database = target_database
+        self.require_verified = require_verified
+
+    def target_name(self) -> str:
+        return self.target_database or f"{self.database}_restored"
+
+    def store(self) -> Any:
+        from recovery_provider.hooks.store import BackupStore
+
+        return BackupStore(self.location)
+
+
+class PostgresRestoreOperator(_FromBackup):
+    """Restore a backup into a new database ``target_database`` (default ``<database>_restored``).
+
+    ``run_key`` picks the backup (default: the newest complete one, or the newest verified one with
+    ``require_verified``). Refuses before creating anything when the manifest is missing or any
+    object fails its checksum; never overwrites a database it did not create; a re-run after
+    success does nothing, after an interruption re-creates the target. Alias ``postgres.restore``.
+    """
+
+    template_fields: Sequence[str] = (
+        "conn_id", "database", "location", "run_key", "target_database", "require_verified", "jobs",
+        "no_owner", "no_privileges",
+    )
+
+    def __init__(self, *, jobs: int = 1, no_owner: bool = False, no_privileges: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.jobs = jobs
+        self.no_owner = no_owner
+        self.no_privileges = no_privileges
+
+    def request(self) -> Any:
+        from recovery_provider.hooks.restore import RestoreRequest
+
+        return RestoreRequest(
+            server=self.target(None),
+            store=self.store(),
+            database=self.database,
+            target_database=self.target_name(),
+            run_key=self.run_key or None,
+            require_verified=bool(self.require_verified),
+            jobs=int(self.jobs),
+            no_owner=bool(self.no_owner),
+            no_privileges=bool(self.no_privileges),
+            pg_bin_dir=self.pg_bin_dir,
+            connect_attempts=self.connect_attempts,
+            connect_retry_delay=self.retry_delay_seconds,
+        )
+
+    def describe_dry_run(self, context: Any) -> str:
+        from recovery_provider.hooks.restore import choose_backup, plan_restore
+
+        req = self.request()
+        chosen = choose_backup(req)
+        with req.server.connect(attempts=req.connect_attempts, retry_delay=req.connect_retry_delay) as admin:
+            action = plan_restore(req, chosen, admin)
+        if action == "done":
+            return f"nothing: '{req.target_database}' is already a complete restore of {chosen.run_key}"
+        return (f"verify backup {slug(req.database)}/{chosen.run_key} ({chosen.manifest['total_bytes']} bytes) "
+                f"and {'re-create' if action == 'recreate' else 'create'} database '{req.target_database}' "
+                f"on {req.server.where} from it (pg_restore --exit-on-error, jobs={req.jobs}), then ANALYZE")
+
+    def run(self, context: Any) -> Any:
+        from recovery_provider.hooks.restore import run_restore
+
+        return run_restore(self.request(), self.log)
+
+
+class PostgresDrillVerifyOperator(_PostgresOperator):
+    """Prove a restore equals its source at backup time: row counts and content checksums per table.
+
+    Checks ``target_database`` (or, without it, ``database``) on ``conn_id``. Which backup to
+    compare with comes from the restore marker that PostgresRestoreOperator leaves on the database
+    (its location, source database and run key), so the step needs no more than the restored
+    database's name; ``location``/``source_database``/``run_key`` override the marker (e.g. for a
+    restore made by hand). Fails listing every table that differs. Alias ``postgres.drill_verify``.
+    """
+
+    template_fields: Sequence[str] = ("conn_id", "database", "target_database", "location", "source_database", "run_key")
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        database: str | None = None,
+        target_database: str | None = None,
+        location: str | None = None,
+        source_database: str | None = None,
+        run_key: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(conn_id=conn_id, **kwargs)
+        if not (database or target_database):
+            raise ValueError("give target_database (the restored database to check) or database")
+        self.database = database
+        self.target_database = target_database
+        self.location = location
+        self.source_database = source_database
+        self.run_key = run_key
+
+    def checked(self) -> str:
+        return str(self.target_database or self.database)
+
+    def _expected(self) -> tuple[str, dict[str, Any]]:
+        from recovery_provider.hooks.restore import parse_marker, target_state
+        from recovery_provider.hooks.store import BackupStore
+
+        with self.target().connect(attempts=self.connect_attempts, retry_delay=self.retry_delay_seconds) as admin:
+            exists, comment = target_state(admin, self.checked())
+        if not exists:
+            raise RecoveryError(f"database '{self.checked()}' does not exist: restore it first (postgres.restore)")
+        parsed = parse_marker(comment)
+        identity = parsed[0] if parsed else {}
+        if parsed and parsed[1] != "complete":
+            raise RecoveryError(f"the restore of '{self.checked()}' did not finish: re-run the restore step, then the drill")
+        location = self.location or identity.get("location")
+        source = self.source_database or identity.get("database")
+        run_key = self.run_key or identity.get("run_key")
+        if not (location and source and run_key):
+            raise RecoveryError(
+                f"database '{self.checked()}' carries no restore marker of this provider, so the backup to "
+                "compare with is unknown: pass location, source_database and run_key (or check the database "
+                "that postgres.restore created: its target_database)"
+            )
+        manifest = BackupStore(location).manifest(source, run_key)
+        if manifest is None:
+            raise RecoveryError(f"backup {source}/{run_key} at {location} has no manifest any more: cannot drill")
+        if not manifest.get("checksum_method"):
+            raise RecoveryError(
+                f"backup {run_key} of '{source}' was taken with drill_stats off: it has no row counts or "
+                "checksums to compare. Back up with drill_stats: true to drill it."
+            )
+        return run_key, manifest
+
+    def describe_dry_run(self, context: Any) -> str:
+        run_key, manifest = self._expected()
+        return (f"compare {len(manifest['tables'])} table(s) of database '{self.checked()}' with backup "
+                f"{run_key} (read-only)")
+
+    def run(self, context: Any) -> Any:
+        from recovery_provider.hooks.stats import compare_stats, table_stats
+
+        run_key, manifest = self._expected()
+        target = self.target(self.checked())
+        with target.connect(attempts=self.connect_attempts, retry_delay=self.retry_delay_seconds) as conn:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            actual = table_stats(conn)
+            conn.execute("COMMIT")
+        problems = compare_stats(manifest["tables"], actual)
+        if problems:
+            raise RecoveryError(
+                f"drill failed: '{self.checked()}' differs from backup {run_key}:\n- " + "\n- ".join(problems)
+                + "\nDo not cut over to this restore; investigate the backup and the restore logs."
+            )
+        rows = sum(t["rows"] for t in actual)
+        self.log.info("drill passed: %d table(s), %d row(s) equal to backup %s", len(actual), rows, run_key)
+        return {"run_key": run_key, "tables": len(actual), "rows": rows, "target_database": self.checked(), "ok": True}
+
+
+class PostgresPromoteOperator(_PostgresOperator):
+    """Promote a standby with ``pg_promote(wait, wait_seconds)``; a primary already is one (no-op).
+
+    Alias ``postgres.promote``. Irreversible: put an approval phase before it in specs.
+    """
+
+    template_fields: Sequence[str] = ("conn_id", "wait", "wait_seconds")
+
+    def __init__(self, *, conn_id: str, wait: bool = True, wait_seconds: int = 60, **kwargs: Any) -> None:
+        super().__init__(conn_id=conn_id, **kwargs)
+        self.wait = wait
+        self.wait_seconds = wait_seconds
+
+    def _in_recovery(self, conn: Any) -> bool:
+        row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        return bool(row and row[0])
+
+    def describe_dry_run(self, context: Any) -> str:
+        target = self.target()
+        with target.connect(attempts=self.connect_attempts, retry_delay=self.retry_delay_seconds) as conn:
+            if not self._in_recovery(conn):
+                return f"nothing: {target.where} is already a primary"
+        return f"SELECT pg_promote({bool(self.wait)}, {int(self.wait_seconds)}) on standby {target.where}"
+
+    def run(self, context: Any) -> Any:
+        target = self.target()
+        with target.connect(attempts=self.connect_attempts, retry_delay=self.retry_delay_seconds) as conn:
+            if not self._in_recovery(conn):
+                self.log.info("%s is already a primary: nothing to promote", target.where)
+                return {"promoted": False, "already_primary": True}
+            row = conn.execute("SELECT pg_promote(%s, %s)", [bool(self.wait), int(self.wait_seconds)]).fetchone()
+            done = bool(row and row[0])
+            if bool(self.wait) and not done:
+                raise RecoveryError(
+                    f"pg_promote on {target.where} did not finish within {self.wait_seconds}s: check the standby's "
+                    "log; it may still complete (re-running this task is safe)"
+                )
+            lsn_row = conn.execute("SELECT pg_is_in_recovery(), pg_current_wal_lsn()::text").fetchone() if done else None
+        self.log.info("promoted %s", target.where)
+        return {"promoted": True, "already_primary": False, "wal_lsn": lsn_row[1] if lsn_row else None}
+
+
+class PostgresDropDatabaseOperator(_PostgresOperator):
+    """Drop databases, by default only ones a restore of this provider created (compensation).
+
+    ``database``, or ``databases`` (a list), each prefixed with ``prefix`` (e.g. ``drill_``).
+    ``only_restored`` (default) refuses any database whose comment lacks the restore marker, so an
+    undo or cleanup step can never destroy a production database; nothing is dropped unless every
+    named database passes. Absent databases are fine (idempotent). Alias ``postgres.drop_database``.
+    """
+
+    template_fields: Sequence[str] = ("conn_id", "database", "databases", "prefix", "only_restored")
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        database: str | None = None,
+        databases: Sequence[str] | str | None = None,
+        prefix: str = "",
+        only_restored: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(conn_id=conn_id, **kwargs)
+        if database is None and databases is None:
+            raise ValueError("give database or databases: which database(s) to drop")
+        self.database = database
+        self.databases = databases
+        self.prefix = prefix
+        self.only_restored = only_restored
+
+    def names(self) -> list[str]:
+        listed: list[str] = []
+        if self.database:
+            listed.append(self.database)
+        if isinstance(self.databases, str):
+            listed += [d.strip() for d in self.databases.strip("[]").replace("'", "").split(",") if d.strip()]
+        elif self.databases:
+            listed += [str(d) for d in self.databases]
+        return [f"{self.prefix or ''}{name}" for name in listed]
+
+    def _check(self, admin: Any) -> list[str]:
+        """The named databases that exist; raises before anything is dropped if one is not ours."""
+        from recovery_provider.hooks.restore import parse_marker, target_state
+
+        present = []
+        for name in self.names():
+            exists, comment = target_state(admin, name)
+            if exists and bool(self.only_restored) and parse_marker(comment) is None:
+                raise RecoveryError(
+                    f"refusing to drop '{name}': it was not created by a restore of this provider "
+                    "(no restore marker in its comment). Pass only_restored: false if you really mean it."
+                )
+            if exists:
+                present.append(name)
+        return present
+
+    def describe_dry_run(self, context: Any) -> str:
+        target = self.target()
+        with target.connect(attempts=self.connect_attempts, retry_delay=self.retry_delay_seconds) as admin:
+            present = self._check(admin)
+        return f"DROP DATABASE {present} WITH (FORCE) on {target.where}" if present else f"nothing: {self.names()} do not exist"
+
+    def run(self, context: Any) -> Any:
+        from psycopg import sql
+
+        target = self.target()
+        with target.connect(attempts=self.connect_attempts, retry_delay=self.retry_delay_seconds) as admin:
+            present = self._check(admin)
+            for name in present:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                self.log.info("dropped database '%s'", name)
+        if not present:
+            self.log.info("%s: nothing to drop", self.names())
+        return {"dropped": present}
