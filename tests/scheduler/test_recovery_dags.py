@@ -134,12 +134,12 @@ def test_compensation_undoes_what_succeeded_newest_first_and_finally_still_fails
         "success",
         "failed",
     )
-    assert got["change.undo_third"] == "skipped"  # it failed: nothing to undo
-    assert got["change.undo_second"] == got["change.undo_first"] == "success"
-    assert window(tis[("change.undo_second", -1)])[1] <= window(tis[("change.undo_first", -1)])[0]
+    assert got["change.third__undo"] == "skipped"  # it failed: nothing to undo
+    assert got["change.second__undo"] == got["change.first__undo"] == "success"
+    assert window(tis[("change.second__undo", -1)])[1] <= window(tis[("change.first__undo", -1)])[0]
     assert got["later.never"] == "upstream_failed"
     assert got["cleanup"] == "success"
-    assert window(tis[("cleanup", -1)])[0] >= window(tis[("change.undo_first", -1)])[1]
+    assert window(tis[("cleanup", -1)])[0] >= window(tis[("change.first__undo", -1)])[1]
 
 
 @pytest.mark.parametrize(
@@ -258,5 +258,5 @@ def test_an_idempotency_probe_skips_work_already_done(cluster: AirflowCluster, t
     marker.write_text("kept\n")  # a second run must not redo (or overwrite) the work
     state, tis = run(cluster, "sched_idempotent", {"marker": str(marker)})
     assert state == "success", states(tis)
-    assert states(tis)["ensure.create_done"] == "success" and states(tis)["ensure.create"] == "skipped"
+    assert states(tis)["ensure.create__probe"] == "success" and states(tis)["ensure.create"] == "skipped"
     assert marker.read_text() == "kept\n"

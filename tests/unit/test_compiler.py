@@ -111,6 +111,20 @@ def test_whole_spec_errors(phases: str, code: str) -> None:
     assert code in codes(HEAD + "phases: " + phases)
 
 
+@pytest.mark.parametrize(
+    "phases",
+    [
+        "[{id: preflight, steps: [{id: s, uses: empty}]}]",
+        "[{id: a, steps: [{id: gate, uses: empty}]}]",
+        "[{id: a, steps: [{id: s__undo, uses: empty}]}]",
+        "[{id: a, steps: [{id: s__probe, uses: empty}]}]",
+        "[{id: a, steps: [{id: outcome, uses: empty}]}]",
+    ],
+)
+def test_ids_the_factory_uses_itself_are_reserved(phases: str) -> None:
+    assert "reserved-id" in codes(HEAD + "phases: " + phases)
+
+
 def test_pool_slots_beyond_the_pool_can_never_run() -> None:
     assert "pool-too-small" in codes(HEAD + """
 pools: {io: {slots: 2}}

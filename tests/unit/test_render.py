@@ -89,10 +89,10 @@ def test_fan_out_is_a_capped_mapped_task_group(dag: Any) -> None:
 
 
 def test_compensations_run_newest_first_after_a_failed_gate(dag: Any) -> None:
-    assert upstream(dag, "par.undo_p2") == {"par.gate"}
-    assert dag.get_task("par.undo_p2").trigger_rule.value == "one_failed"
-    assert upstream(dag, "par.undo_p1") == {"par.undo_p2"}
-    assert "par.undo_p1" in upstream(dag, "report")
+    assert upstream(dag, "par.p2__undo") == {"par.gate"}
+    assert dag.get_task("par.p2__undo").trigger_rule.value == "one_failed"
+    assert upstream(dag, "par.p1__undo") == {"par.p2__undo"}
+    assert "par.p1__undo" in upstream(dag, "report")
 
 
 def test_branch_knows_the_entry_of_each_target(dag: Any) -> None:
@@ -163,9 +163,9 @@ phases:
       - {id: first, uses: empty}
       - {id: make, uses: bash, with: {bash_command: "make it"}, skip_if: {uses: bash, with: {bash_command: "check"}}}
 """), "r.yaml")
-    assert upstream(dag, "a.make_done") == {"a.first"}
-    assert upstream(dag, "a.make") == {"a.make_done"}
-    assert upstream(dag, "a.gate") == {"a.first", "a.make_done", "a.make"}
+    assert upstream(dag, "a.make__probe") == {"a.first"}
+    assert upstream(dag, "a.make") == {"a.make__probe"}
+    assert upstream(dag, "a.gate") == {"a.first", "a.make__probe", "a.make"}
 
 
 @pytest.mark.parametrize("feature", ["compensate", "skip_if"])

@@ -15,6 +15,10 @@ from datetime import timedelta
 
 from recovery_provider.plan.model import (
     DEFAULT_POOL,
+    PROBE_SUFFIX,
+    RESERVED_IN_PHASE,
+    RESERVED_TOP_LEVEL,
+    UNDO_SUFFIX,
     BranchChoice,
     FanOutPlan,
     Plan,
@@ -26,6 +30,15 @@ from recovery_provider.plan.model import (
 from recovery_provider.spec.diagnostics import Diagnostic, Path
 from recovery_provider.spec.models import DRY_RUN, Action, FanOut, Phase, RecoverySpec, Step, Waves
 from recovery_provider.spec.registry import resolve_uses
+
+
+_RESERVED_HELP = "preflight, outcome, gate, *__probe, *__undo"
+
+
+def _reserved_step_id(step_id: str, in_phase: bool) -> bool:
+    if step_id in RESERVED_TOP_LEVEL:
+        return True
+    return in_phase and (step_id in RESERVED_IN_PHASE or step_id.endswith((PROBE_SUFFIX, UNDO_SUFFIX)))
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
@@ -56,7 +69,14 @@ class _Compiler:
             if phase.id in seen_phases:
                 self.error("duplicate-id", f"phase id '{phase.id}' is used twice (first at phases[{seen_phases[phase.id]}]): ids must be unique", ("phases", index, "id"))
             seen_phases.setdefault(phase.id, index)
+        for index, phase in enumerate(self.spec.phases):
+            if phase.id in RESERVED_TOP_LEVEL:
+                self.error("reserved-id", f"phase id '{phase.id}' is the name of a task every generated DAG has: rename the phase (e.g. '{phase.id}_checks')", ("phases", index, "id"))
         for path, phase_id, step in self._steps_with_paths():
+            if phase_id is None and any(step.id == p.id for p in self.spec.phases):
+                self.error("reserved-id", f"finally step '{step.id}' has the id of a phase: rename one of them", (*path, "id"))
+            if _reserved_step_id(step.id, in_phase=phase_id is not None):
+                self.error("reserved-id", f"step id '{step.id}' clashes with a task the DAG factory adds ({_RESERVED_HELP}): rename the step", (*path, "id"))
             if step.id in self.step_phase:
                 self.error("duplicate-id", f"step id '{step.id}' is used twice: step ids must be unique across the spec", (*path, "id"))
             self.step_phase.setdefault(step.id, phase_id)

@@ -17,6 +17,11 @@ from recovery_provider.spec.models import Approval, FailurePolicy, PhaseKind, Re
 DEFAULT_POOL = "default_pool"
 # Airflow's [core] max_active_tasks_per_dag default: a cap every run has unless the spec sets one.
 AIRFLOW_MAX_ACTIVE_TASKS = 16
+# Task ids the DAG factory gives its own tasks: at the top level, and inside each phase's group.
+RESERVED_TOP_LEVEL = frozenset({"preflight", "outcome"})
+RESERVED_IN_PHASE = frozenset({"gate"})
+PROBE_SUFFIX = "__probe"  # the skip_if probe of step X is task X__probe
+UNDO_SUFFIX = "__undo"  # the compensation of step X is task X__undo
 # Airflow's [core] max_map_length default: a fan-out over more targets fails at run time.
 AIRFLOW_MAX_MAP_LENGTH = 1024
 

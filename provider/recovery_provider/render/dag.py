@@ -27,7 +27,7 @@ from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, task_group
 from airflow.sdk.bases.operator import BaseOperator
 
 from recovery_provider.exceptions import RenderError
-from recovery_provider.plan.model import Plan, PlanAction, PlanPhase, PlanStep
+from recovery_provider.plan.model import PROBE_SUFFIX, UNDO_SUFFIX, Plan, PlanAction, PlanPhase, PlanStep
 from recovery_provider.render import runtime
 from recovery_provider.render.docs import runbook_markdown
 from recovery_provider.render.operators import WaveCheckpointOperator
@@ -184,7 +184,7 @@ class _Renderer:
             rule = TriggerRule.NONE_FAILED if first else (TriggerRule.ALL_DONE if after_optional else TriggerRule.ALL_SUCCESS)
             probe = None
             if step.skip_if is not None:
-                probe = self.construct(step.skip_if, f"{step.id}_done", {
+                probe = self.construct(step.skip_if, f"{step.id}{PROBE_SUFFIX}", {
                     "trigger_rule": rule, "retries": 0, "execution_timeout": step.skip_if.timeout,
                     "task_display_name": f"{step.display_name}: already done?",
                 })
@@ -353,7 +353,7 @@ class _Renderer:
         for step in reversed(phase.steps):
             if step.compensate is None:
                 continue
-            task = self.construct(step.compensate, f"undo_{step.id}", {
+            task = self.construct(step.compensate, f"{step.id}{UNDO_SUFFIX}", {
                 "trigger_rule": TriggerRule.ONE_FAILED if previous is gate else TriggerRule.ALL_DONE,
                 "pre_execute": _compensate_only_if(f"{phase.id}.{step.id}"),
                 "task_display_name": f"undo {step.display_name}",
@@ -391,11 +391,17 @@ def _compensate_only_if(step_task_id: str) -> Callable[[Any], None]:
 
 
 def _accepts(cls: type[BaseOperator], name: str) -> bool:
-    try:
-        parameters = inspect.signature(cls.__init__).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in parameters
+    """Whether the operator takes `name` as an argument, also through a base class's __init__."""
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            if name in inspect.signature(init).parameters:
+                return True
+        except (TypeError, ValueError):
+            continue
+    return False
 
 
 def _param(param: Any) -> Param:
