@@ -31,7 +31,6 @@ from recovery_provider.spec.diagnostics import Diagnostic, Path
 from recovery_provider.spec.models import DRY_RUN, Action, FanOut, Phase, RecoverySpec, Step, Waves
 from recovery_provider.spec.registry import resolve_uses
 
-
 _RESERVED_HELP = "preflight, outcome, gate, *__probe, *__undo"
 
 
