@@ -165,8 +165,8 @@ class _Renderer:
             )
             gate.set_upstream(work)
             self.compensations(phase, gate)
-        for entry in entries:
-            entry.set_upstream(upstream)
+        for up in upstream:  # one call per upstream gate: per-entry calls cost O(entries) hashing
+            up.set_downstream(entries)
         return gate
 
     def steps(self, phase: PlanPhase) -> tuple[list[Any], list[Any], list[str]]:
