@@ -35,6 +35,11 @@ def cluster(airflow: AirflowCluster) -> AirflowCluster:
         "connection_id": "airflow_api", "conn_type": "http", "host": airflow.base_url,
         "login": "admin", "password": airflow.admin_password,
     }, ok=(200, 201, 409))
+    port = airflow.metadata.port  # a real PostgreSQL for the deferral test to wait on
+    airflow.api.request("POST", "/connections", json={
+        "connection_id": "sched_meta_pg", "conn_type": "postgres", "host": "127.0.0.1", "port": port,
+        "login": "postgres", "schema": "postgres",
+    }, ok=(200, 201, 409))
     sync = subprocess.run(
         [str(Path(sys.executable).with_name("recovery")), "pools", "sync", str(SPECS), "--url", airflow.base_url],
         env={**os.environ, "RECOVERY_AIRFLOW_PASSWORD": airflow.admin_password}, capture_output=True, text=True, check=False,
@@ -260,3 +265,15 @@ def test_an_idempotency_probe_skips_work_already_done(cluster: AirflowCluster, t
     assert state == "success", states(tis)
     assert states(tis)["ensure.create__probe"] == "success" and states(tis)["ensure.create"] == "skipped"
     assert marker.read_text() == "kept\n"
+
+
+def test_a_long_wait_defers_to_the_triggerer_and_resumes(cluster: AirflowCluster) -> None:
+    api = cluster.api
+    run_id = api.trigger("sched_deferral", {})
+    api.wait_for_task_state("sched_deferral", run_id, "wait.database_appears", {"deferred"}, timeout=90)
+    cluster.metadata.psql("CREATE DATABASE sched_deferral_ready")
+    try:
+        state = api.wait_for_run("sched_deferral", run_id, timeout=120)
+        assert state == "success", cluster.describe_run("sched_deferral", run_id)
+    finally:
+        cluster.metadata.psql("DROP DATABASE IF EXISTS sched_deferral_ready")
