@@ -105,3 +105,9 @@ def test_schema_is_published_and_current(repo: Path) -> None:
 def test_no_arguments_prints_help() -> None:
     result = runner.invoke(app, [])
     assert "validate" in result.output and "plan" in result.output
+
+
+def test_spec_reference_is_generated_from_the_schema_and_current(repo: Path) -> None:
+    code, out = run("schema", "--markdown")
+    assert code == 0 and "| `on_failure` |" in out and "## Step" in out
+    assert (repo / "docs/spec-reference.md").read_text() == out, "stale: run `recovery schema --markdown -o docs/spec-reference.md`"

@@ -104,11 +104,12 @@ def render(
 @app.command()
 def schema(
     out: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    markdown: Annotated[bool, typer.Option("--markdown", help="The spec reference as markdown instead.")] = False,
 ) -> None:
     """The JSON Schema of the spec language, for editors (yaml-language-server) and CI checks."""
-    from recovery_provider.spec.schema import schema_json
+    from recovery_provider.spec.schema import reference_markdown, schema_json
 
-    text = schema_json()
+    text = reference_markdown() if markdown else schema_json()
     if out is None:
         sys.stdout.write(text)
     else:
