@@ -28,6 +28,19 @@ ensure_postgres_binaries() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
 }
 
+ensure_redis_binary() {
+    # The CeleryExecutor tier starts its own broker from Debian's redis-server binary (never the
+    # machine's own Redis on 6379).
+    if command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ]; then return; fi
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "redis-server is missing: install your distribution's redis-server package (the Celery tests need it)" >&2
+        return 1
+    fi
+    echo "==> installing redis-server (broker binary for the Celery tests)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >&2
+}
+
 ensure_venv() {
     ensure_uv
     local stamp="$VENV/.installed" want

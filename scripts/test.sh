@@ -4,6 +4,7 @@
 source "$(dirname "$0")/_env.sh"
 ensure_venv
 ensure_postgres_binaries
+ensure_redis_binary
 cd "$ROOT"
 echo "==> ruff" && "$VENV/bin/ruff" check .
 echo "==> mypy" && "$VENV/bin/mypy"

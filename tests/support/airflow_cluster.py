@@ -12,6 +12,10 @@ Layout of the temporary AIRFLOW_HOME: airflow.cfg, passwords.json (the SimpleAut
 admin password, written by us), logs/<component>.log (stdout+stderr of each component),
 logs/dag_id=.../ (task logs), harness.pgid (for a manual `kill -- -PGID` after a crash).
 A killed test session leaves its processes behind; the next session's `reap_orphans()` ends them.
+
+executor="CeleryExecutor" (tests/celery, docs/celery.md) adds a redis-server of our own on a
+free loopback port (started first, so it founds the process group), PostgreSQL as result backend,
+and Celery workers (logs/celery-worker-<name>.log) that `kill_worker()` can lose on purpose.
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +54,83 @@ HITL_SETTLE_S = 3.0  # see AirflowApi.answer_hitl
 # of a killed one: setproctitle() overwrites /proc/<pid>/environ of the api-server and of the
 # LocalExecutor workers, so the environment marker alone cannot find them.
 REGISTRY = Path(tempfile.gettempdir()) / "airflow-harness"
+WORKER_NAME_ENV = "AIRFLOW_HARNESS_WORKER"
+# Every Celery worker of a test runs on this one machine, so socket.getfqdn() (the default
+# [core] hostname_callable) would give all of them the same task-instance `hostname`. Each worker
+# gets its own name through this module, written into AIRFLOW_HOME and put on its PYTHONPATH.
+HOSTNAME_MODULE = "harness_worker_name"
+HOSTNAME_SOURCE = f"""\"\"\"Written by the test harness: the task-instance hostname of one Celery worker.\"\"\"
+import os
+import socket
+
+
+def hostname() -> str:
+    return os.environ.get({WORKER_NAME_ENV!r}) or socket.getfqdn()
+"""
+
+# The CeleryExecutor settings the Celery tier (tests/celery) proves and docker-compose.yml runs;
+# tests/unit/test_compose.py checks that the compose file uses exactly these. Why each one:
+# concurrency 2 keeps two workers within two cores; prefetch 1 with late acks means a worker
+# reserves only what it can run now (a busy worker does not hoard messages another could run,
+# and a message of a worker that dies unacknowledged is not lost); sync_parallelism 1 stops the
+# scheduler from forking one state-fetch process per core.
+CELERY_EXECUTOR_SETTINGS: dict[str, dict[str, str]] = {
+    "core": {"executor": "CeleryExecutor"},
+    "celery": {
+        "worker_concurrency": "2",
+        "worker_prefetch_multiplier": "1",
+        "task_acks_late": "True",
+        "sync_parallelism": "1",
+    },
+}
+# Test-only: a worker lost with its tasks is noticed when their heartbeats stop. The default (300 s)
+# would make a worker-loss test wait five minutes; the check itself runs every 10 s by default.
+CELERY_TEST_SPEEDUPS: dict[str, dict[str, str]] = {
+    "scheduler": {
+        "task_instance_heartbeat_timeout": "30",
+        "task_instance_heartbeat_timeout_detection_interval": "2",
+    },
+}
+
+
+def find_redis_server() -> Path | None:
+    """The redis-server binary (Debian package `redis-server`), or RECOVERY_REDIS_SERVER; None if absent."""
+    override = os.environ.get("RECOVERY_REDIS_SERVER")
+    found = override or shutil.which("redis-server") or "/usr/bin/redis-server"
+    return Path(found) if Path(found).is_file() and os.access(found, os.X_OK) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class CeleryWorker:
+    """One `airflow celery worker` of the cluster; its task instances report `name` as hostname.
+
+    serve_logs is off by default: the worker log server binds every interface on a fixed port
+    (8793), which tests must not do, and the task logs are files in the shared AIRFLOW_HOME anyway.
+    """
+
+    name: str
+    queues: tuple[str, ...] = ("default",)
+    concurrency: int = 2
+    serve_logs: bool = False
+
+    @property
+    def component(self) -> str:
+        return f"celery-worker-{self.name}"
+
+    def args(self) -> list[str]:
+        args = [
+            "celery",
+            "worker",
+            "--concurrency",
+            str(self.concurrency),
+            "--celery-hostname",
+            f"{self.name}@%h",
+            "--queues",
+            ",".join(self.queues),
+        ]
+        if not self.serve_logs:
+            args.append("--skip-serve-logs")
+        return args
 
 
 class AirflowHarnessError(RuntimeError):
@@ -81,6 +163,8 @@ class TaskInstance:
     try_number: int
     pool: str | None
     raw: Mapping[str, Any] = dataclasses.field(repr=False, compare=False)
+    hostname: str | None = None  # who ran the latest try (a Celery worker's name in the Celery tier)
+    queue: str | None = None
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> TaskInstance:
@@ -93,6 +177,8 @@ class TaskInstance:
             try_number=int(data.get("try_number") or 0),
             pool=data.get("pool"),
             raw=data,
+            hostname=data.get("hostname") or None,
+            queue=data.get("queue"),
         )
 
 
@@ -138,8 +224,10 @@ class AirflowApi:
         timeout: float = 30.0,
         diagnostics: Callable[[], str] | None = None,
         liveness: Callable[[], None] | None = None,
+        scheduler_log: Path | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._scheduler_log = scheduler_log
         self._username = username
         self._password = password
         self._client = httpx.Client(base_url=self.base_url, timeout=timeout)
@@ -273,6 +361,15 @@ class AirflowApi:
         path = f"/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}/taskInstances/{quote(task_id, safe='')}"
         return TaskInstance.from_api(self.get(path if map_index < 0 else f"{path}/{map_index}"))
 
+    def task_instance_tries(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int = -1
+    ) -> list[TaskInstance]:
+        """Every try of one task instance, oldest first (hostname per try: who ran which attempt)."""
+        path = f"/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}/taskInstances/{quote(task_id, safe='')}"
+        path = f"{path}/tries" if map_index < 0 else f"{path}/{map_index}/tries"
+        tries = [TaskInstance.from_api(r) for r in self.get(path)["task_instances"]]
+        return sorted(tries, key=lambda t: t.try_number)
+
     def wait_for_task_state(
         self,
         dag_id: str,
@@ -344,8 +441,9 @@ class AirflowApi:
         """
         deadline = time.monotonic() + timeout
         parked_since: float | None = None
-        while parked_since is None or time.monotonic() - parked_since < settle:
-            state = self.task_instance(dag_id, run_id, task_id, map_index).state
+        while parked_since is None or not self._parking_processed(dag_id, run_id, task_id, parked_since, settle):
+            ti = self.task_instance(dag_id, run_id, task_id, map_index)
+            state = ti.state
             parked_since = (parked_since or time.monotonic()) if state == "awaiting_input" else None
             self._liveness()
             if time.monotonic() > deadline:
@@ -358,6 +456,22 @@ class AirflowApi:
         return dict(
             self.request("PATCH", self._hitl_path(dag_id, run_id, task_id, map_index), json=body).json()
         )
+
+    def _parking_processed(self, dag_id: str, run_id: str, task_id: str, parked_since: float, settle: float) -> bool:
+        """True once the scheduler has handled the executor event of the parking attempt.
+
+        A fixed settle time was not enough on 2 loaded cores (the event came 5 s after parking), so
+        wait for the scheduler's own log line; without a log to read, fall back to `settle`, and
+        never wait longer than 60 s parked.
+        """
+        waited = time.monotonic() - parked_since
+        if self._scheduler_log is None or waited > 60:
+            return waited >= settle
+        key = f"Received executor event with state success for task instance TaskInstanceKey(dag_id='{dag_id}', task_id='{task_id}', run_id='{run_id}'"
+        try:
+            return key in self._scheduler_log.read_text(errors="replace") and waited >= 1.0
+        except OSError:
+            return waited >= settle
 
     @staticmethod
     def _hitl_path(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
@@ -381,7 +495,29 @@ class AirflowCluster:
         config: Mapping[str, Mapping[str, str]] | None = None,
         env: Mapping[str, str] | None = None,
         admin_user: str = "admin",
+        executor: str = "LocalExecutor",
+        celery_workers: Sequence[CeleryWorker] = (),
+        broker_url: str | None = None,
     ) -> None:
+        """executor="CeleryExecutor" adds `celery_workers` (default: w1 and w2 on the default queue)
+        and a broker: `broker_url`, or else a redis-server of our own on a free loopback port,
+        started first and owned like every other component. PostgreSQL (the metadata database)
+        is the Celery result backend.
+        """
+        if executor not in ("LocalExecutor", "CeleryExecutor"):
+            raise ValueError(f"unsupported executor {executor!r}")
+        if celery_workers and executor != "CeleryExecutor":
+            raise ValueError("celery_workers need executor='CeleryExecutor'")
+        self.executor = executor
+        self.celery_workers: dict[str, CeleryWorker] = {}
+        if executor == "CeleryExecutor":
+            workers = list(celery_workers) or [CeleryWorker("w1"), CeleryWorker("w2")]
+            self.celery_workers = {w.name: w for w in workers}
+            if len(self.celery_workers) != len(workers):
+                raise ValueError("celery worker names must be unique")
+        self._own_broker = executor == "CeleryExecutor" and broker_url is None
+        self.broker_url = broker_url or ""
+        self.redis_port = 0
         self.dags_folder = Path(dags_folder).resolve()
         self.metadata = metadata
         self.db_name = db_name
@@ -416,6 +552,17 @@ class AirflowCluster:
     def base_url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
+    @property
+    def components(self) -> tuple[str, ...]:
+        """Every component this cluster runs, in start order (broker first, workers last)."""
+        broker = ("redis",) if self._own_broker else ()
+        return (*broker, *COMPONENTS, *(w.component for w in self.celery_workers.values()))
+
+    def result_backend(self) -> str:
+        # db+postgresql:// is SQLAlchemy's psycopg2 dialect (celery's database backend); the
+        # metadata DB itself uses psycopg 3.
+        return "db+" + self.metadata.dsn(self.db_name)
+
     def config(self) -> dict[str, dict[str, str]]:
         cfg = fast_test_config()
         meta_url = self.metadata.sqlalchemy_url(self.db_name, driver="psycopg")
@@ -439,7 +586,13 @@ class AirflowCluster:
             "api_auth": {"jwt_secret": secrets.token_hex(32)},
             "logging": {"base_log_folder": str(self.logs_dir)},
         }
-        for overrides in (extra, self._config_overrides):
+        layers: list[Mapping[str, Mapping[str, str]]] = [extra]
+        if self.executor == "CeleryExecutor":
+            celery = {
+                "celery": {"broker_url": self.broker_url, "result_backend": self.result_backend()},
+            }
+            layers += [CELERY_EXECUTOR_SETTINGS, CELERY_TEST_SPEEDUPS, celery]
+        for overrides in (*layers, self._config_overrides):
             for section, values in overrides.items():
                 cfg.setdefault(section, {}).update(values)
         return cfg
@@ -458,8 +611,18 @@ class AirflowCluster:
         env[MARKER_ENV] = self.harness_id
         return env
 
+    def worker_env(self, worker: CeleryWorker) -> dict[str, str]:
+        """One worker's extra environment: its own task-instance hostname (see HOSTNAME_MODULE)."""
+        path = os.pathsep.join(p for p in (str(self.home), os.environ.get("PYTHONPATH", "")) if p)
+        return {
+            WORKER_NAME_ENV: worker.name,
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{HOSTNAME_MODULE}.hostname",
+            "PYTHONPATH": path,
+        }
+
     def _write_home(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / f"{HOSTNAME_MODULE}.py").write_text(HOSTNAME_SOURCE)
         self.logs_dir.mkdir(exist_ok=True)
         self.plugins_folder.mkdir(parents=True, exist_ok=True)
         self.dags_folder.mkdir(parents=True, exist_ok=True)
@@ -478,14 +641,20 @@ class AirflowCluster:
         t0 = time.monotonic()
         self.port = free_port()
         self.metadata.create_database(self.db_name)
-        self._write_home()
-        self._migrate(timeout=timeout)
-        self.timings["migrate_s"] = time.monotonic() - t0
-        t1 = time.monotonic()
         try:
+            if self._own_broker:
+                self._start_redis()
+                self.timings["redis_start_s"] = time.monotonic() - t0
+            self._write_home()
+            self._migrate(timeout=timeout)
+            self.timings["migrate_s"] = time.monotonic() - t0
+            t1 = time.monotonic()
             for component in COMPONENTS:
                 self._spawn(component)
+            for worker in self.celery_workers.values():
+                self._spawn(worker.component, worker.args(), env=self.worker_env(worker))
             self._wait_healthy(timeout=timeout)
+            self._wait_workers_ready(timeout=timeout)
             self.timings["components_healthy_s"] = time.monotonic() - t1
         except BaseException:
             with contextlib.suppress(AirflowHarnessError):
@@ -519,13 +688,26 @@ class AirflowCluster:
         if code != 0:
             raise AirflowHarnessError(f"airflow db migrate exited {code}\n{_tail(log)}")
 
-    def _spawn(self, component: str) -> None:
-        """Start one component; the first one founds the process group, the others join it."""
-        args = [component]
-        if component in ("scheduler", "triggerer"):
-            args.append("--skip-serve-logs")  # the log servers would bind 0.0.0.0; logs are local files
-        if component == "api-server":
-            args += ["--host", HOST, "--port", str(self.port), "--workers", "1"]
+    def _spawn(
+        self,
+        component: str,
+        args: Sequence[str] | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        argv: Sequence[str] | None = None,
+    ) -> None:
+        """Start one component; the first one founds the process group, the others join it.
+
+        `args` are `airflow` arguments (default: the component's own command); `argv` a whole
+        command line for a process that is not Airflow (the broker).
+        """
+        if args is None:
+            args = [component]
+            if component in ("scheduler", "triggerer"):
+                args.append("--skip-serve-logs")  # the log servers would bind 0.0.0.0; logs are local files
+            if component == "api-server":
+                args += ["--host", HOST, "--port", str(self.port), "--workers", "1"]
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
         out = self.log_path(component).open("ab")
         # One new process group for all components (0 = found it, with the first one's pid). Not
         # start_new_session: setpgid() cannot join a group of another session.
@@ -537,8 +719,8 @@ class AirflowCluster:
         )
         try:
             proc = subprocess.Popen(
-                self._airflow_argv(*args),
-                env=self.env(),
+                list(argv) if argv is not None else self._airflow_argv(*args),
+                env={**self.env(), **(env or {})},
                 cwd=self.home,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -556,6 +738,91 @@ class AirflowCluster:
             )
         self.procs[component] = proc
 
+    # -- celery: broker and workers -------------------------------------------------------------
+
+    def _start_redis(self, attempts: int = 3) -> None:
+        """redis-server on a free 127.0.0.1 port, no persistence; retried on a lost port race."""
+        binary = find_redis_server()
+        if binary is None:
+            raise AirflowHarnessError("redis-server not found: install the Debian package redis-server")
+        (self.home / "redis").mkdir(parents=True, exist_ok=True)
+        for attempt in range(attempts):
+            self.redis_port = free_port()
+            argv = [
+                str(binary), "--bind", HOST, "--port", str(self.redis_port), "--protected-mode", "yes",
+                "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", str(self.home / "redis"),
+            ]  # fmt: skip
+            self._spawn("redis", argv=argv)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and self.procs["redis"].poll() is None:
+                if _redis_ping(self.redis_port):
+                    self.broker_url = f"redis://{HOST}:{self.redis_port}/0"
+                    return
+                time.sleep(0.1)
+            proc = self.procs.pop("redis")
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait()
+            if self.pgid == proc.pid:
+                # The group died with its only member: the next attempt founds a new one.
+                self.pgid = None
+            if attempt == attempts - 1 or "Address already in use" not in _tail(self.log_path("redis")):
+                break
+        raise AirflowHarnessError(f"redis-server did not start\n{_tail(self.log_path('redis'))}")
+
+    def _wait_workers_ready(self, timeout: float, names: Iterable[str] | None = None) -> None:
+        """Until each Celery worker has logged "<name>@<host> ready." (it consumes from the broker)."""
+        deadline = time.monotonic() + timeout
+        wanted = set(self.celery_workers if names is None else names)
+        pending = {k: w for k, w in self.celery_workers.items() if k in wanted}
+        while pending:
+            self._check_alive()
+            for name, worker in list(pending.items()):
+                log = self.log_path(worker.component).read_text(errors="replace")
+                if f"{name}@" in log and " ready." in log:
+                    del pending[name]
+            if pending and time.monotonic() > deadline:
+                raise AirflowHarnessError(f"celery workers not ready after {timeout}s: {sorted(pending)}\n{self.diagnostics()}")
+            time.sleep(0.5)
+
+    def worker_processes(self, name: str) -> list[psutil.Process]:
+        """The worker's main process and everything under it (pool processes, task supervisors, tasks)."""
+        proc = self.procs.get(self.celery_workers[name].component)
+        if proc is None or proc.poll() is not None:
+            return []
+        try:
+            main = psutil.Process(proc.pid)
+            return [main, *main.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def kill_worker(self, name: str, sig: signal.Signals = signal.SIGKILL) -> list[int]:
+        """Lose a worker the hard way: `sig` to its whole process tree at once, as a dead machine would.
+
+        The worker then no longer counts as a component that must be alive; `start_worker` brings it back.
+        """
+        worker = self.celery_workers[name]
+        victims = self.worker_processes(name)
+        self._seen.update({p.pid: p for p in victims})  # stop() must still account for every one
+        for proc in victims:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(sig)
+        gone = self.procs.pop(worker.component)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            gone.wait(timeout=10)
+        psutil.wait_procs(victims, timeout=10)
+        return [p.pid for p in victims]
+
+    def start_worker(self, name: str, *, timeout: float = 120.0) -> None:
+        """Start a (killed or stopped) worker again and wait until it consumes."""
+        worker = self.celery_workers[name]
+        if worker.component in self.procs:
+            raise AirflowHarnessError(f"worker {name} is running")
+        log = self.log_path(worker.component)
+        log.rename(log.with_suffix(f".{int(time.time())}.log"))  # "ready." must come from the new one
+        self._spawn(worker.component, worker.args(), env=self.worker_env(worker))
+        self._wait_workers_ready(timeout, [name])
+
     def _wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         self._api = AirflowApi(
@@ -564,6 +831,7 @@ class AirflowCluster:
             self.admin_password,
             diagnostics=self.diagnostics,
             liveness=self._check_alive,
+            scheduler_log=self.log_path("scheduler"),
         )
         last: Any = None
         while True:
@@ -598,7 +866,7 @@ class AirflowCluster:
     def diagnostics(self, lines: int = 25) -> str:
         """Exit codes and the log tail of each component, for error messages."""
         parts = []
-        for component in COMPONENTS:
+        for component in self.components:
             proc = self.procs.get(component)
             status = (
                 "not started"
@@ -776,6 +1044,16 @@ def reap_orphans() -> list[int]:
                 proc.kill()
                 killed.append(proc.pid)
     return killed
+
+
+def _redis_ping(port: int) -> bool:
+    """True when a Redis server answers PING on 127.0.0.1:port (RESP over a plain socket)."""
+    try:
+        with socket.create_connection((HOST, port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def _alive(proc: psutil.Process) -> bool:

@@ -63,7 +63,21 @@ def resolve_targets(source: dict[str, Any], arg_name: str, step_args: dict[str, 
     targets = _targets(TargetSource.model_validate(source), context)
     if limit is not None and len(targets) > limit:
         raise ValueError(f"{len(targets)} targets, more than max_targets ({limit}) the waves were laid out for: raise max_targets")
-    return [_target_kwargs(target, arg_name, step_args, takes_target) for target in targets]
+    rows = [_target_kwargs(target, arg_name, step_args, takes_target) for target in targets]
+    # Values reach the mapped tasks through XCom, which Airflow does not render: render the other
+    # templates of these arguments ({{ params.x }}, {{ run_id }}) here, in this run's context.
+    task = context["task"]
+    return [{k: task.render_template(v, context) if _templated(v) else v for k, v in row.items()} for row in rows]
+
+
+def _templated(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, (list, tuple)):
+        return any(_templated(v) for v in value)
+    if isinstance(value, dict):
+        return any(_templated(v) for v in value.values())
+    return False
 
 
 def wave_slice(resolver_task_id: str, wave: int, size: int, **context: Any) -> list[dict[str, Any]]:

@@ -1,0 +1,231 @@
+"""Generated recovery DAGs on CeleryExecutor with two workers: spread, caps, routing, a lost worker.
+
+Who ran a task is read from the task instance's `hostname` (each harness worker reports its own
+name, see tests/support/airflow_cluster.py); concurrency from task-instance start/end times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.support.airflow_cluster import AirflowCluster, TaskInstance
+
+pytestmark = pytest.mark.scheduler
+
+SPECS = Path(__file__).resolve().parent / "specs"
+LOADER = "# airflow DAG loader: safe mode parses only files that say 'airflow' and 'dag'\nfrom recovery_provider.loader import load_dags\nload_dags(__file__, {folder!r})\n"
+DAG_IDS = sorted(p.stem for p in SPECS.glob("*.yaml"))
+WORKER_NAMES = {"w1", "w2"}
+MARKERS = Path("/tmp/cel-worker-loss")  # see specs/cel_worker_loss.yaml
+
+
+@pytest.fixture(scope="module")
+def cluster(celery_airflow: AirflowCluster) -> AirflowCluster:
+    celery_airflow.add_dag_file(LOADER.format(folder=str(SPECS)), name="recovery_celery_specs.py")
+    celery_airflow.api.create_pool("cel_caps_io", 2)  # before any run: a missing pool never schedules
+    # a spec with pools gets a preflight task that reads them through the REST API with this connection
+    celery_airflow.api.request("POST", "/connections", json={
+        "connection_id": "airflow_api", "conn_type": "http", "host": celery_airflow.base_url,
+        "login": celery_airflow.admin_user, "password": celery_airflow.admin_password,
+    }, ok=(200, 201, 409))  # fmt: skip
+    for dag_id in DAG_IDS:
+        celery_airflow.api.wait_for_dag(dag_id, timeout=120)
+        celery_airflow.api.unpause(dag_id)
+    return celery_airflow
+
+
+def run(
+    cluster: AirflowCluster, dag_id: str, conf: dict[str, object] | None = None, timeout: float = 180
+) -> tuple[str, str, dict[tuple[str, int], TaskInstance]]:
+    run_id = cluster.api.trigger(dag_id, conf or {})
+    state = cluster.api.wait_for_run(dag_id, run_id, timeout=timeout)
+    tis = {(t.task_id, t.map_index): t for t in cluster.api.task_instances(dag_id, run_id)}
+    return run_id, state, tis
+
+
+def window(ti: TaskInstance) -> tuple[datetime, datetime]:
+    assert ti.start_date is not None and ti.end_date is not None, ti
+    return ti.start_date, ti.end_date
+
+
+def peak_concurrency(instances: list[TaskInstance]) -> int:
+    # an end sorts before a start at the same instant: back-to-back tasks did not overlap
+    events = sorted([(window(t)[0], 1) for t in instances] + [(window(t)[1], -1) for t in instances])
+    running = peak = 0
+    for _, delta in events:
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
+def test_tasks_of_one_run_are_spread_over_both_workers(cluster: AirflowCluster) -> None:
+    run_id, state, tis = run(cluster, "cel_spread")
+    assert state == "success", cluster.describe_run("cel_spread", run_id)
+    assert all(t.state == "success" for t in tis.values()), cluster.describe_run("cel_spread", run_id)
+    assert {t.hostname for t in tis.values()} <= WORKER_NAMES, {k: t.hostname for k, t in tis.items()}
+    restores = [t for (task, _), t in tis.items() if task in {f"restore.r{i}" for i in range(1, 5)}]
+    assert len(restores) == 4
+    # two workers of concurrency 2 and prefetch 1: four parallel tasks cannot fit on one
+    assert {t.hostname for t in restores} == WORKER_NAMES, {t.task_id: t.hostname for t in restores}
+    assert peak_concurrency(restores) >= 3
+
+
+def test_a_failure_policy_holds_when_tasks_run_on_different_workers(cluster: AirflowCluster) -> None:
+    run_id, state, tis = run(cluster, "cel_partial")
+    got = {(k[0], k[1]): t.state for k, t in tis.items()}
+    assert state == "success", cluster.describe_run("cel_partial", run_id)
+    dumps = sorted(s or "" for (task, _), s in got.items() if task == "streams.each.dump")
+    assert dumps == ["failed", "success", "success"], got
+    assert got[("verify.check", -1)] == "success", got
+
+
+def test_pool_and_fan_out_caps_hold_across_workers(cluster: AirflowCluster) -> None:
+    run_id, state, tis = run(cluster, "cel_caps")
+    assert state == "success", cluster.describe_run("cel_caps", run_id)
+    pooled = [t for (task, _), t in tis.items() if task == "pooled.each.pooled_work"]
+    capped = [t for (task, _), t in tis.items() if task == "capped.each.capped_work"]
+    assert len(pooled) == len(capped) == 6
+    assert {t.pool for t in pooled} == {"cel_caps_io"}
+    # the workers together have 4 slots: the caps, not the workers, are what limits here
+    assert peak_concurrency(pooled) == 2
+    assert peak_concurrency(capped) == 3
+    assert {t.hostname for t in pooled + capped} == WORKER_NAMES
+
+
+def test_a_step_routed_to_a_queue_runs_only_on_the_worker_listening_to_it(cluster: AirflowCluster) -> None:
+    run_id, state, tis = run(cluster, "cel_queue")
+    assert state == "success", cluster.describe_run("cel_queue", run_id)
+    site_b = [t for (task, _), t in tis.items() if task in {"site_b.b1", "site_b.b2", "site_b.b3"}]
+    assert len(site_b) == 3
+    assert {t.queue for t in site_b} == {"site_b"}
+    # three tasks, w2 runs two at a time and w1 idles: only routing keeps them all on w2
+    assert {t.hostname for t in site_b} == {"w2"}, {t.task_id: t.hostname for t in site_b}
+    central = [t for (task, _), t in tis.items() if task in {"central.c1", "central.c2"}]
+    assert {t.queue for t in central} == {"default"}
+
+
+def test_a_worker_killed_mid_fan_out_costs_a_retry_on_the_survivor(cluster: AirflowCluster) -> None:
+    dag_id = "cel_worker_loss"
+    api = cluster.api
+    run_id = api.trigger(dag_id, {})
+    out = MARKERS / run_id  # where each attempt that completes writes <target>.try<N>.done
+    # four 20 s restores on 2 x 2 slots: wait until both workers run two each, then lose one
+    deadline = time.monotonic() + 90
+    while True:
+        running = [t for t in api.task_instances(dag_id, run_id) if t.state == "running" and t.hostname]
+        if len(running) == 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert len(running) == 4, cluster.describe_run(dag_id, run_id)
+    victim = "w1"
+    lost = sorted(t.map_index for t in running if t.hostname == victim)
+    assert lost, {t.map_index: t.hostname for t in running}
+    t_kill = time.monotonic()
+    killed = cluster.kill_worker(victim)
+    try:
+        state = api.wait_for_run(dag_id, run_id, timeout=240)
+        recovery_s = time.monotonic() - t_kill
+        assert state == "success", cluster.describe_run(dag_id, run_id)
+        restores = [t for t in api.task_instances(dag_id, run_id) if t.task_id == "restore.each.restore"]
+        assert len(restores) == 4
+        for ti in restores:
+            assert ti.state == "success", ti
+            target = f"t{ti.map_index + 1}"
+            tries = api.task_instance_tries(dag_id, run_id, ti.task_id, ti.map_index)
+            if ti.map_index in lost:
+                # try 1 died with the worker; the retry ran on the survivor and completed
+                assert [t.try_number for t in tries] == [1, 2], tries
+                assert tries[0].hostname == victim and tries[0].state in ("failed", "up_for_retry"), tries
+                assert tries[1].hostname == "w2" and tries[1].state == "success", tries
+                assert not (out / f"{target}.try1.done").exists(), "the killed attempt looks complete"
+                assert (out / f"{target}.try2.done").read_text().strip() == target
+            else:
+                assert [t.try_number for t in tries] == [1], tries
+                assert (out / f"{target}.try1.done").read_text().strip() == target
+        print(f"worker {victim} ({len(killed)} processes) killed; run done {recovery_s:.1f}s later")
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            MARKERS.rmdir()  # only if empty: a concurrent session may still use it
+        cluster.start_worker(victim)  # later tests (and stop()) expect the full cluster
+
+
+BIG_DATABASES = ("cel_big_a", "cel_big_b")  # see specs/cel_backup_loss.yaml
+
+
+@pytest.fixture(scope="module")
+def big_source(cluster: AirflowCluster) -> AirflowCluster:
+    """Two databases on the metadata server whose compressed dumps take seconds (killable mid-dump)."""
+    pg = cluster.metadata
+    for name in BIG_DATABASES:
+        pg.create_database(name)
+        pg.psql("CREATE TABLE payload (id int, a text, b text, c text)", dbname=name)
+        pg.psql("INSERT INTO payload SELECT g, md5(g::text), md5((g * 7)::text), repeat(md5(random()::text), 2)"
+                " FROM generate_series(1, 400000) g", dbname=name)  # fmt: skip
+    # stored in the metadata DB: workers get it through the execution API, as in a deployment
+    cluster.api.request("POST", "/connections", json={
+        "connection_id": "cel_source", "conn_type": "postgres", "host": "127.0.0.1", "port": pg.port,
+        "login": pg.superuser, "schema": "postgres",
+    }, ok=(200, 201, 409))  # fmt: skip
+    return cluster
+
+
+def pg_dumps_under(cluster: AirflowCluster, worker: str) -> list[int]:
+    return [p.pid for p in cluster.worker_processes(worker) if _name(p) == "pg_dump"]
+
+
+def _name(proc: psutil.Process) -> str:
+    try:
+        return proc.name()
+    except psutil.Error:
+        return ""
+
+
+def test_a_worker_killed_mid_backup_leaves_no_manifest_and_the_retry_completes_a_verified_backup(
+    big_source: AirflowCluster, tmp_path: Path
+) -> None:
+    from recovery_provider.hooks.store import BackupStore
+
+    cluster, api, dag_id = big_source, big_source.api, "cel_backup_loss"
+    location = f"file://{tmp_path}/backups"
+    tmp_path.chmod(0o777)
+    run_id = api.trigger(dag_id, {"location": location})
+    deadline = time.monotonic() + 120
+    victim = None
+    while victim is None:  # the first worker seen running pg_dump for this run is the one we lose
+        victim = next((w for w in ("w1", "w2") if pg_dumps_under(cluster, w)), None)
+        assert time.monotonic() < deadline, cluster.describe_run(dag_id, run_id)
+        time.sleep(0.2)
+    t_kill = time.monotonic()
+    dumps = pg_dumps_under(cluster, victim)
+    cluster.kill_worker(victim)
+    survivor = ({"w1", "w2"} - {victim}).pop()
+    try:
+        store = BackupStore(location)
+        # the killed attempt is gone for good; whatever it wrote, it is not a complete backup
+        lost = [t for t in api.task_instances(dag_id, run_id) if t.task_id == "backup.each.dump" and t.hostname == victim]
+        assert lost, "the victim ran no dump task"
+        for ti in lost:
+            database = BIG_DATABASES[ti.map_index]
+            assert not [b for b in store.list_backups(database) if b.complete], f"{database}: manifest after the kill"
+        state = api.wait_for_run(dag_id, run_id, timeout=300)
+        assert state == "success", cluster.describe_run(dag_id, run_id)
+        for database in BIG_DATABASES:
+            (backup,) = store.list_backups(database)  # the retry reused the key: one folder, complete
+            assert backup.complete and backup.manifest is not None, backup
+            assert store.verify(backup.path, backup.manifest) == []
+            assert backup.verified  # the DAG's verify step marked it
+        for ti in lost:
+            tries = api.task_instance_tries(dag_id, run_id, ti.task_id, ti.map_index)
+            assert [(t.try_number, t.hostname) for t in tries] == [(1, victim), (2, survivor)], tries
+        print(f"worker {victim} killed during {len(dumps)} pg_dump(s), {len(lost)} dump task(s) lost;"
+              f" run done {time.monotonic() - t_kill:.1f}s later")
+    finally:
+        cluster.start_worker(victim)
