@@ -111,3 +111,14 @@ def test_spec_reference_is_generated_from_the_schema_and_current(repo: Path) -> 
     code, out = run("schema", "--markdown")
     assert code == 0 and "| `on_failure` |" in out and "## Step" in out
     assert (repo / "docs/spec-reference.md").read_text() == out, "stale: run `recovery schema --markdown -o docs/spec-reference.md`"
+
+
+def test_pools_sync_refuses_specs_that_disagree_on_a_pool(tmp_path: Path) -> None:
+    for name, slots in (("a", 2), ("b", 3)):
+        (tmp_path / f"{name}.yaml").write_text(
+            f"recovery: {name}\npools: {{io: {{slots: {slots}}}}}\ndefaults: {{timeout: 1m}}\n"
+            "phases: [{id: p, steps: [{id: s, uses: empty, pool: io}]}]\n"
+        )
+    result = runner.invoke(app, ["pools", "sync", str(tmp_path), "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 1
+    assert "pool 'io' is declared with 2 slots in" in result.output and "and 3 in" in result.output

@@ -136,7 +136,7 @@ def pools_sync(
 
     wanted, problems = declared_pools(find_spec_files(paths))
     for problem in problems:
-        errors.print(f"[red]error:[/] {problem}")
+        errors.print(f"[red]error:[/] {problem}", soft_wrap=True)
     if problems:
         raise typer.Exit(1)
     api = AirflowApi(url, username, os.environ.get("RECOVERY_AIRFLOW_PASSWORD"))
@@ -172,7 +172,7 @@ def main() -> None:
     try:
         app()
     except RecoveryError as exc:
-        errors.print(f"[red]error:[/] {exc}")
+        errors.print(f"[red]error:[/] {exc}", soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
