@@ -103,6 +103,7 @@ def time_hand_written(n_steps: int, repeat: int) -> tuple[float, int]:
 def one(kind: str, size: int) -> float:
     """One parse in this (fresh) process, after the imports a parsing process already has."""
     import airflow.sdk  # noqa: F401
+
     import recovery_provider.render.dag  # noqa: F401
 
     if kind == "hand":

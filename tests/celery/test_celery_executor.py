@@ -229,3 +229,74 @@ def test_a_worker_killed_mid_backup_leaves_no_manifest_and_the_retry_completes_a
               f" run done {time.monotonic() - t_kill:.1f}s later")
     finally:
         cluster.start_worker(victim)
+
+
+RESTORED = {database: f"{database}_restored" for database in BIG_DATABASES}  # see specs/cel_restore_loss.yaml
+
+
+def pg_restores_under(cluster: AirflowCluster, worker: str) -> list[int]:
+    return [p.pid for p in cluster.worker_processes(worker) if _name(p) == "pg_restore"]
+
+
+def restore_marker(cluster: AirflowCluster, database: str) -> str | None:
+    """The database's comment (the restore writes `... in progress`, then `... complete`); None if absent."""
+    sql = "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = %s"
+    rows = cluster.metadata.psql(sql, [database])
+    return rows[0][0] if rows else None
+
+
+def test_a_worker_killed_mid_restore_leaves_every_target_restored_and_verified_or_retried(
+    big_source: AirflowCluster, tmp_path: Path
+) -> None:
+    cluster, api, dag_id = big_source, big_source.api, "cel_restore_loss"
+    pg = cluster.metadata
+    for target in RESTORED.values():  # the restore refuses a target it did not create for this backup
+        pg.psql(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
+    location = f"file://{tmp_path}/backups"
+    tmp_path.chmod(0o777)
+    run_id = api.trigger(dag_id, {"location": location})  # backs the databases up, then restores them
+    deadline = time.monotonic() + 120
+    victim = None
+    while victim is None:  # the first worker seen running pg_restore for this run is the one we lose
+        victim = next((w for w in ("w1", "w2") if pg_restores_under(cluster, w)), None)
+        assert time.monotonic() < deadline, cluster.describe_run(dag_id, run_id)
+        time.sleep(0.1)
+    t_kill = time.monotonic()
+    restores = pg_restores_under(cluster, victim)
+    cluster.kill_worker(victim)
+    survivor = ({"w1", "w2"} - {victim}).pop()
+    try:
+        lost = [
+            t for t in api.task_instances(dag_id, run_id)
+            if t.task_id == "restore.each.restore" and t.hostname == victim and t.state == "running"
+        ]  # fmt: skip
+        assert lost, "the victim ran no restore task"
+        lost_targets = [RESTORED[BIG_DATABASES[t.map_index]] for t in lost]
+        after_kill = {target: restore_marker(cluster, target) for target in lost_targets}
+        for marker in after_kill.values():  # the killed attempt left its target absent or unfinished, never complete
+            assert marker is None or marker.endswith(" in progress"), after_kill
+        state = api.wait_for_run(dag_id, run_id, timeout=240)
+        assert state == "success", cluster.describe_run(dag_id, run_id)
+        tis = {(t.task_id, t.map_index): t for t in api.task_instances(dag_id, run_id)}
+        for index, (database, target) in enumerate(RESTORED.items()):
+            assert tis[("restore.each.restore", index)].state == "success", tis
+            assert tis[("restore.each.drill", index)].state == "success", tis  # manifest's rows and checksums
+            marker = restore_marker(cluster, target)
+            assert marker is not None and marker.endswith(" complete"), marker
+            count = "SELECT count(*), sum(id) FROM payload"
+            assert pg.psql(count, dbname=target) == pg.psql(count, dbname=database), target
+        for ti in lost:
+            tries = api.task_instance_tries(dag_id, run_id, ti.task_id, ti.map_index)
+            assert [(t.try_number, t.hostname) for t in tries] == [(1, victim), (2, survivor)], tries
+            assert tries[1].state == "success", tries
+        # nothing half-done lies around: exactly the sources and one complete restore of each
+        names = {r[0] for r in pg.psql("SELECT datname FROM pg_database WHERE datname LIKE 'cel_big_%'")}
+        assert names == set(RESTORED) | set(RESTORED.values()), names
+        print(f"worker {victim} killed during {len(restores)} pg_restore(s), {len(lost)} restore task(s) lost;"
+              f" run done {time.monotonic() - t_kill:.1f}s later; lost targets right after the kill:"
+              f" { {k: v and v.rsplit('} ', 1)[-1] for k, v in after_kill.items()} }")
+    finally:
+        cluster.start_worker(victim)
+        for target in RESTORED.values():
+            with contextlib.suppress(Exception):
+                pg.psql(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
