@@ -9,13 +9,13 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from datetime import datetime
 from pathlib import Path
 
 import psutil
 import pytest
 
 from tests.support.airflow_cluster import AirflowCluster, TaskInstance
+from tests.support.timing import peak_concurrency
 
 pytestmark = pytest.mark.scheduler
 
@@ -48,21 +48,6 @@ def run(
     state = cluster.api.wait_for_run(dag_id, run_id, timeout=timeout)
     tis = {(t.task_id, t.map_index): t for t in cluster.api.task_instances(dag_id, run_id)}
     return run_id, state, tis
-
-
-def window(ti: TaskInstance) -> tuple[datetime, datetime]:
-    assert ti.start_date is not None and ti.end_date is not None, ti
-    return ti.start_date, ti.end_date
-
-
-def peak_concurrency(instances: list[TaskInstance]) -> int:
-    # an end sorts before a start at the same instant: back-to-back tasks did not overlap
-    events = sorted([(window(t)[0], 1) for t in instances] + [(window(t)[1], -1) for t in instances])
-    running = peak = 0
-    for _, delta in events:
-        running += delta
-        peak = max(peak, running)
-    return peak
 
 
 def test_tasks_of_one_run_are_spread_over_both_workers(cluster: AirflowCluster) -> None:

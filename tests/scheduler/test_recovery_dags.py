@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.airflow_cluster import AirflowCluster, TaskInstance
+from tests.support.timing import peak_concurrency, window
 
 pytestmark = pytest.mark.scheduler
 
@@ -63,23 +64,6 @@ def run(
 
 def states(tis: dict[tuple[str, int], TaskInstance]) -> dict[str, str | None]:
     return {f"{k[0]}[{k[1]}]" if k[1] >= 0 else k[0]: t.state for k, t in tis.items()}
-
-
-def window(ti: TaskInstance) -> tuple[datetime, datetime]:
-    assert ti.start_date is not None and ti.end_date is not None, ti
-    return ti.start_date, ti.end_date
-
-
-def peak_concurrency(instances: list[TaskInstance]) -> int:
-    events = sorted(
-        [(window(t)[0], 1) for t in instances] + [(window(t)[1], -1) for t in instances],
-        key=lambda e: (e[0], e[1]),
-    )
-    running = peak = 0
-    for _, delta in events:
-        running += delta
-        peak = max(peak, running)
-    return peak
 
 
 def test_a_broken_spec_is_an_import_error_and_hides_no_other_dag(cluster: AirflowCluster) -> None:
