@@ -25,9 +25,5 @@ class SpecError(RecoveryError):
         super().__init__("\n".join(d.format() for d in self.diagnostics))
 
 
-class PlanError(RecoveryError):
-    """A spec is well-formed but cannot be compiled into a runnable plan."""
-
-
 class RenderError(RecoveryError):
     """A valid plan cannot become an Airflow DAG (an operator that cannot be imported or built)."""

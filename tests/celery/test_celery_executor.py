@@ -162,8 +162,24 @@ def big_source(cluster: AirflowCluster) -> AirflowCluster:
     return cluster
 
 
-def pg_dumps_under(cluster: AirflowCluster, worker: str) -> list[int]:
-    return [p.pid for p in cluster.worker_processes(worker) if _name(p) == "pg_dump"]
+def tool_pids(cluster: AirflowCluster, worker: str, tool: str) -> list[int]:
+    """Processes named `tool` (pg_dump, pg_restore) running under a worker."""
+    return [p.pid for p in cluster.worker_processes(worker) if _name(p) == tool]
+
+
+def kill_first_worker_running(cluster: AirflowCluster, tool: str, dag_id: str, run_id: str,
+                              poll: float) -> tuple[str, str, list[int], float]:
+    """SIGKILL the first worker seen running `tool`: (victim, survivor, tool pids, kill time)."""
+    deadline = time.monotonic() + 120
+    victim = None
+    while victim is None:
+        victim = next((w for w in ("w1", "w2") if tool_pids(cluster, w, tool)), None)
+        assert time.monotonic() < deadline, cluster.describe_run(dag_id, run_id)
+        time.sleep(poll)
+    t_kill = time.monotonic()
+    pids = tool_pids(cluster, victim, tool)
+    cluster.kill_worker(victim)
+    return victim, ({"w1", "w2"} - {victim}).pop(), pids, t_kill
 
 
 def _name(proc: psutil.Process) -> str:
@@ -182,16 +198,7 @@ def test_a_worker_killed_mid_backup_leaves_no_manifest_and_the_retry_completes_a
     location = f"file://{tmp_path}/backups"
     tmp_path.chmod(0o777)
     run_id = api.trigger(dag_id, {"location": location})
-    deadline = time.monotonic() + 120
-    victim = None
-    while victim is None:  # the first worker seen running pg_dump for this run is the one we lose
-        victim = next((w for w in ("w1", "w2") if pg_dumps_under(cluster, w)), None)
-        assert time.monotonic() < deadline, cluster.describe_run(dag_id, run_id)
-        time.sleep(0.2)
-    t_kill = time.monotonic()
-    dumps = pg_dumps_under(cluster, victim)
-    cluster.kill_worker(victim)
-    survivor = ({"w1", "w2"} - {victim}).pop()
+    victim, survivor, dumps, t_kill = kill_first_worker_running(cluster, "pg_dump", dag_id, run_id, poll=0.2)
     try:
         store = BackupStore(location)
         # the killed attempt is gone for good; whatever it wrote, it is not a complete backup
@@ -219,10 +226,6 @@ def test_a_worker_killed_mid_backup_leaves_no_manifest_and_the_retry_completes_a
 RESTORED = {database: f"{database}_restored" for database in BIG_DATABASES}  # see specs/cel_restore_loss.yaml
 
 
-def pg_restores_under(cluster: AirflowCluster, worker: str) -> list[int]:
-    return [p.pid for p in cluster.worker_processes(worker) if _name(p) == "pg_restore"]
-
-
 def restore_marker(cluster: AirflowCluster, database: str) -> str | None:
     """The database's comment (the restore writes `... in progress`, then `... complete`); None if absent."""
     sql = "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = %s"
@@ -240,16 +243,7 @@ def test_a_worker_killed_mid_restore_leaves_every_target_restored_and_verified_o
     location = f"file://{tmp_path}/backups"
     tmp_path.chmod(0o777)
     run_id = api.trigger(dag_id, {"location": location})  # backs the databases up, then restores them
-    deadline = time.monotonic() + 120
-    victim = None
-    while victim is None:  # the first worker seen running pg_restore for this run is the one we lose
-        victim = next((w for w in ("w1", "w2") if pg_restores_under(cluster, w)), None)
-        assert time.monotonic() < deadline, cluster.describe_run(dag_id, run_id)
-        time.sleep(0.1)
-    t_kill = time.monotonic()
-    restores = pg_restores_under(cluster, victim)
-    cluster.kill_worker(victim)
-    survivor = ({"w1", "w2"} - {victim}).pop()
+    victim, survivor, restores, t_kill = kill_first_worker_running(cluster, "pg_restore", dag_id, run_id, poll=0.1)
     try:
         lost = [
             t for t in api.task_instances(dag_id, run_id)

@@ -14,7 +14,6 @@ from typing import Any
 from recovery_provider.spec.models import FailurePolicy
 
 FAILED = frozenset({"failed", "upstream_failed"})
-DONE_OK = frozenset({"success", "skipped"})
 
 
 @dataclass(frozen=True)
