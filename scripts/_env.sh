@@ -41,6 +41,19 @@ ensure_redis_binary() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >&2
 }
 
+ensure_chromium() {
+    # The evidence page is checked in a real headless browser: Debian's chromium + chromedriver
+    # (the same build, so the versions always match).
+    if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then return; fi
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "chromium and chromedriver are missing: install your distribution's chromium and chromium-driver packages (the evidence page test needs them)" >&2
+        return 1
+    fi
+    echo "==> installing chromium and chromium-driver (headless browser for the evidence page test)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >&2
+}
+
 ensure_venv() {
     ensure_uv
     local stamp="$VENV/.installed" want

@@ -5,6 +5,7 @@ source "$(dirname "$0")/_env.sh"
 ensure_venv
 ensure_postgres_binaries
 ensure_redis_binary
+ensure_chromium
 cd "$ROOT"
 echo "==> ruff" && "$VENV/bin/ruff" check .
 echo "==> mypy" && "$VENV/bin/mypy"

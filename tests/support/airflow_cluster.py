@@ -145,7 +145,7 @@ def _tail(path: Path, lines: int = 60) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _parse_dt(value: str | None) -> datetime | None:
+def parse_dt(value: str | None) -> datetime | None:
     if not value:
         return None
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -172,8 +172,8 @@ class TaskInstance:
             task_id=str(data["task_id"]),
             map_index=int(data.get("map_index", -1)),
             state=data.get("state"),
-            start_date=_parse_dt(data.get("start_date")),
-            end_date=_parse_dt(data.get("end_date")),
+            start_date=parse_dt(data.get("start_date")),
+            end_date=parse_dt(data.get("end_date")),
             try_number=int(data.get("try_number") or 0),
             pool=data.get("pool"),
             raw=data,
@@ -495,6 +495,7 @@ class AirflowCluster:
         config: Mapping[str, Mapping[str, str]] | None = None,
         env: Mapping[str, str] | None = None,
         admin_user: str = "admin",
+        users: Mapping[str, str] | None = None,
         executor: str = "LocalExecutor",
         celery_workers: Sequence[CeleryWorker] = (),
         broker_url: str | None = None,
@@ -525,6 +526,9 @@ class AirflowCluster:
         self.plugins_folder = Path(plugins_folder) if plugins_folder else self.home / "plugins"
         self.admin_user = admin_user
         self.admin_password = secrets.token_urlsafe(16)
+        # more SimpleAuthManager users: name -> role (viewer, user, op, admin), each with a password
+        self.users = dict(users or {})
+        self.passwords = {admin_user: self.admin_password, **{name: secrets.token_urlsafe(16) for name in self.users}}
         self.port = 0
         self.harness_id = _owner_tag() + ":" + uuid.uuid4().hex
         self.pgid: int | None = None
@@ -571,7 +575,9 @@ class AirflowCluster:
                 "dags_folder": str(self.dags_folder),
                 "plugins_folder": str(self.plugins_folder),
                 "fernet_key": _fernet_key(),
-                "simple_auth_manager_users": f"{self.admin_user}:admin",
+                "simple_auth_manager_users": ",".join(
+                    f"{name}:{role}" for name, role in {self.admin_user: "admin", **self.users}.items()
+                ),
                 "simple_auth_manager_passwords_file": str(self.home / "passwords.json"),
                 "simple_auth_manager_all_admins": "False",
                 "execution_api_server_url": f"{self.base_url}/execution/",
@@ -632,7 +638,7 @@ class AirflowCluster:
         with (self.home / "airflow.cfg").open("w") as fh:
             parser.write(fh)
         # Written by us so the SimpleAuthManager never generates (and prints) a password.
-        (self.home / "passwords.json").write_text(json.dumps({self.admin_user: self.admin_password}))
+        (self.home / "passwords.json").write_text(json.dumps(self.passwords))
 
     # -- lifecycle ----------------------------------------------------------------------------
 

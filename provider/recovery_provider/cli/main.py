@@ -167,6 +167,45 @@ def declared_pools(files: list[Path]) -> tuple[dict[str, tuple[int, str, str]], 
     return wanted, problems
 
 
+@app.command()
+def report(
+    dag_id: Annotated[str, typer.Argument(help="The recovery DAG (the spec's `recovery` id).")],
+    run_id: Annotated[str | None, typer.Argument(help="One run; without it, every recorded run and the trend.")] = None,
+    ledger: Annotated[str | None, typer.Option(
+        envvar="AIRFLOW__RECOVERY__LEDGER_LOCATION",
+        help="Where the ledger is: a folder, file:// or s3://conn@bucket/prefix. Default: $AIRFLOW_HOME/recovery-ledger.",
+    )] = None,
+    as_json: JsonFlag = False,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write the run's report page to this file.")] = None,
+) -> None:
+    """Show what a recovery run did against its RTO/RPO, from the run ledger the plugin keeps."""
+    from recovery_provider.cli.evidence_output import print_report, print_trend
+    from recovery_provider.evidence.ledger import Ledger
+    from recovery_provider.evidence.report import build_report, build_trend
+
+    store = Ledger(ledger)
+    if run_id is None:
+        records = store.runs(dag_id)
+        if not records:
+            known = ", ".join(store.dag_ids()) or "none"
+            raise RecoveryError(f"no recorded runs of '{dag_id}' in the ledger at {store.location} (DAGs recorded: {known})")
+        trend = build_trend(dag_id, records)
+        if as_json:
+            _emit_json(trend.model_dump(mode="json"))
+        else:
+            print_trend(console, trend)
+        return
+    result = build_report(store.read(dag_id, run_id))
+    if html is not None:
+        from recovery_provider.evidence.html import report_html
+
+        html.write_text(report_html(result))
+    if as_json:
+        _emit_json(result.model_dump(mode="json"))
+    else:
+        print_report(console, result)
+
+
 def main() -> None:
     """Console entry point: user errors are one clear line, never a traceback."""
     try:

@@ -133,7 +133,7 @@ class _Renderer:
                 last = [task]
             gate_ids = [task.task_id for task in self.exits.values()]
             verdict = PythonOperator(
-                task_id="outcome", python_callable=runtime.outcome, op_kwargs={"gate_ids": gate_ids},
+                task_id="outcome", python_callable=runtime.outcome, op_kwargs={"gate_ids": gate_ids, "spec_path": self.source},
                 trigger_rule=TriggerRule.ALL_DONE, retries=0, task_display_name="outcome",
                 doc_md="Fails the run when any phase failed (after `finally`); flags a partial recovery.",
             )

@@ -133,9 +133,15 @@ def choose_branch(choices: list[dict[str, Any]], entries: dict[str, list[str]], 
     return entries[fallback]
 
 
-def outcome(gate_ids: list[str], **context: Any) -> dict[str, Any]:
-    """The run's verdict, decided once at the end: a failed phase fails the run even after `finally`."""
+def outcome(gate_ids: list[str], spec_path: str | None = None, **context: Any) -> dict[str, Any]:
+    """The run's verdict, decided once at the end: a failed phase fails the run even after `finally`.
+
+    Also leaves, as XCom ``recovery_evidence``, what the ledger cannot read off Airflow: the
+    verdict (also when it fails the run), dry run or not, and the spec's estimate for the path taken.
+    """
     from airflow.sdk.exceptions import AirflowFailException
+
+    from recovery_provider.evidence.collect import EVIDENCE_XCOM_KEY
 
     ti = context["ti"]
     states = _states(context, task_ids=gate_ids)
@@ -143,6 +149,10 @@ def outcome(gate_ids: list[str], **context: Any) -> dict[str, Any]:
     result = run_outcome(
         {g.rsplit(".", 1)[0]: v for g, v in verdicts.items()}, {g.rsplit(".", 1)[0]: s for g, s in states.items()}
     )
+    ti.xcom_push(key=EVIDENCE_XCOM_KEY, value={
+        "result": result, "dry_run": bool(context["params"].get("dry_run")),
+        "plan": _plan_evidence(spec_path, context) if spec_path else None,
+    })
     if result["outcome"] == "failed":
         _note_run(context, f"FAILED in phase(s) {', '.join(result['failed_phases'])}")
         raise AirflowFailException(f"recovery failed in phase(s) {', '.join(result['failed_phases'])}")
@@ -154,6 +164,40 @@ def outcome(gate_ids: list[str], **context: Any) -> dict[str, Any]:
         log.warning("recovery PARTIAL: failures were accepted in %s", details)
         _note_run(context, f"PARTIAL recovery - failures accepted in {details}")
     return result
+
+
+def _plan_evidence(spec_path: str, context: Any) -> dict[str, Any] | None:
+    """The spec's estimate for the branch choices this run made; None (logged) if the spec no longer compiles."""
+    import os
+
+    from recovery_provider.check import check_file
+
+    if not os.path.isfile(spec_path):
+        log.warning("evidence: spec %s is not readable here, the report has no plan", spec_path)
+        return None
+    checked = check_file(spec_path)
+    if checked.plan is None or checked.estimate is None:
+        log.warning("evidence: %s no longer compiles, the report has no plan: %s", spec_path,
+                    "; ".join(d.format() for d in checked.errors[:3]))
+        return None
+    plan, estimate = checked.plan, checked.estimate
+    choices = {}
+    for phase in plan.phases:
+        if phase.kind == "branch":
+            taken = context["ti"].xcom_pull(task_ids=f"{phase.id}.choose")
+            if taken:
+                choices[phase.id] = str(next(iter(taken))).split(".", 1)[0]
+    scenario = next((s for s in estimate.scenarios if s.choices == choices), estimate.worst)
+    objectives = plan.spec.objectives
+    return {
+        "planned_seconds": scenario.planned,
+        "scenario": scenario.label,
+        "critical_path": list(scenario.critical_path),
+        "phase_windows": {k: list(v) for k, v in scenario.phase_windows.items()},
+        "rto_seconds": objectives.rto.total_seconds() if objectives.rto else None,
+        "rpo_seconds": objectives.rpo.total_seconds() if objectives.rpo else None,
+        "assumptions": list(estimate.assumptions),
+    }
 
 
 def _note_run(context: Any, note: str) -> None:

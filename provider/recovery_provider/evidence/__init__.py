@@ -1,0 +1,1 @@
+"""Run evidence: the ledger of what each recovery run did, its report, and the plugin pages."""

@@ -1,0 +1,184 @@
+"""Build a run's record from Airflow's metadata database, when the run has ended.
+
+Runs inside the scheduler (or the api-server, when a user sets a run's state by hand): the only
+components that read the metadata database in Airflow 3. The outcome task adds what only the spec
+knows (the estimate for the path taken) as the XCom ``recovery_evidence``; everything else comes
+from the task instances, the approvals and the timestamps the steps report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from recovery_provider.evidence.record import ApprovalRecord, PlanEvidence, RunRecord, TaskKind, TaskRecord
+from recovery_provider.plan.model import PROBE_SUFFIX, RESERVED_TOP_LEVEL, UNDO_SUFFIX
+
+EVIDENCE_XCOM_KEY = "recovery_evidence"
+RECOVERY_TAG = "recovery"  # every generated DAG carries it
+_CONTROL_IDS = frozenset({"gate", "targets", "choose"})
+_CONTROL_SUFFIXES = ("_targets", "_checkpoint")
+
+
+def task_kind(task_id: str, operator: str | None) -> tuple[str | None, TaskKind]:
+    """(phase, kind) of a task of a generated DAG, from the ids the DAG factory gives."""
+    if "." not in task_id:
+        return None, ("control" if task_id in RESERVED_TOP_LEVEL else "finally")
+    phase, _, rest = task_id.partition(".")
+    last = rest.rsplit(".", 1)[-1]
+    if last == "gate":
+        return phase, "gate"
+    if operator == "ApprovalOperator":
+        return phase, "approval"
+    if last.endswith(UNDO_SUFFIX):
+        return phase, "undo"
+    if last.endswith(PROBE_SUFFIX):
+        return phase, "probe"
+    if last in _CONTROL_IDS or last.endswith(_CONTROL_SUFFIXES):
+        return phase, "control"
+    return phase, "step"
+
+
+def recovery_points(values: Iterable[Any]) -> list[dt.datetime]:
+    """The ``finished_at`` timestamps steps report of the backups they took, checked or restored.
+
+    Only these timestamps are read from step results: nothing else of an XCom enters the ledger.
+    """
+    found: list[dt.datetime] = []
+
+    def take(value: Any) -> None:
+        if isinstance(value, str):
+            try:
+                stamp = dt.datetime.fromisoformat(value)
+            except ValueError:
+                return
+            found.append(stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.timezone.utc))
+
+    for value in values:
+        if not isinstance(value, Mapping):
+            continue
+        take(value.get("finished_at"))
+        for nested in value.values():  # e.g. backup.freshness over several databases
+            if isinstance(nested, Mapping):
+                take(nested.get("finished_at"))
+                for inner in nested.values():
+                    if isinstance(inner, Mapping):
+                        take(inner.get("finished_at"))
+    return found
+
+
+def _duration(start: dt.datetime | None, end: dt.datetime | None) -> float | None:
+    return (end - start).total_seconds() if start and end else None
+
+
+def build_record(
+    *,
+    dag_id: str,
+    run_id: str,
+    run_type: str | None,
+    state: str,
+    queued_at: dt.datetime | None,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    task_rows: Iterable[Mapping[str, Any]],
+    upstream: Mapping[str, Iterable[str]],
+    approvals: Iterable[ApprovalRecord],
+    step_results: Iterable[Any],
+    evidence: Mapping[str, Any] | None,
+    conf: Mapping[str, Any] | None,
+    now: dt.datetime | None = None,
+) -> RunRecord:
+    """The record from plain values (testable without Airflow): rows are task-instance columns."""
+    tasks = []
+    for row in task_rows:
+        task_id = str(row["task_id"])
+        phase, kind = task_kind(task_id, row.get("operator"))
+        map_index = int(row.get("map_index", -1))
+        tasks.append(TaskRecord(
+            task_id=task_id, map_index=map_index,
+            target=row.get("rendered_map_index") if map_index >= 0 else None,
+            phase=phase, kind=kind, state=row.get("state"), start=row.get("start_date"), end=row.get("end_date"),
+            duration=row.get("duration"), tries=int(row.get("try_number") or 0), operator=row.get("operator"),
+            upstream=sorted(upstream.get(task_id, ())),
+        ))
+    points = recovery_points(step_results)
+    oldest = min(points, default=None)
+    data_age = max(0.0, (start - oldest).total_seconds()) if oldest and start else None
+    evidence = evidence or {}
+    plan = PlanEvidence.model_validate(evidence["plan"]) if evidence.get("plan") else None
+    verdict = evidence.get("result") or {}
+    dry_run = evidence.get("dry_run")
+    if dry_run is None:
+        dry_run = bool((conf or {}).get("dry_run", False))
+    return RunRecord(
+        dag_id=dag_id, run_id=run_id, run_type=run_type, state=state, queued_at=queued_at, start=start, end=end,
+        achieved_seconds=_duration(start, end),
+        outcome=verdict.get("outcome"),
+        failed_phases=list(verdict.get("failed_phases") or []),
+        partial_phases=list(verdict.get("partial_phases") or []),
+        dry_run=bool(dry_run), recovery_point=oldest, data_age_seconds=data_age,
+        tasks=tasks, approvals=list(approvals), plan=plan,
+        recorded_at=now or dt.datetime.now(dt.timezone.utc),
+    )
+
+
+def is_recovery_dag(dag: Any) -> bool:
+    return dag is not None and RECOVERY_TAG in set(getattr(dag, "tags", None) or ())
+
+
+def collect(dag_run: Any, session: Any) -> RunRecord:
+    """Read one ended run of a generated DAG off the metadata database."""
+    from airflow.models.hitl import HITLDetail
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
+
+    dag = dag_run.dag
+    tis = session.scalars(
+        select(TaskInstance).where(TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id)
+    ).all()
+    rows = [
+        {"task_id": ti.task_id, "map_index": ti.map_index, "rendered_map_index": ti.rendered_map_index,
+         "state": str(ti.state.value if hasattr(ti.state, "value") else ti.state) if ti.state else None,
+         "start_date": ti.start_date, "end_date": ti.end_date, "duration": ti.duration,
+         "try_number": ti.try_number, "operator": ti.operator}
+        for ti in tis
+    ]
+    upstream = {task_id: list(task.upstream_task_ids) for task_id, task in dag.task_dict.items()}
+    approvals = [
+        ApprovalRecord(
+            task_id=task_id, subject=detail.subject, options=list(detail.options or []),
+            chosen=list(detail.chosen_options) if detail.chosen_options is not None else None,
+            responded_by=(detail.responded_by or {}).get("name"),
+            asked_at=detail.created_at, responded_at=detail.responded_at,
+        )
+        for detail, task_id in session.execute(
+            select(HITLDetail, TaskInstance.task_id)
+            .join(TaskInstance, TaskInstance.id == HITLDetail.ti_id)
+            .where(TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id)
+        ).all()
+    ]
+    xcoms = session.execute(
+        select(XComModel.task_id, XComModel.key, XComModel.value)
+        .where(XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id,
+               XComModel.key.in_(["return_value", EVIDENCE_XCOM_KEY]))
+    ).all()
+    kinds = {row["task_id"]: task_kind(str(row["task_id"]), row["operator"])[1] for row in rows}
+    step_results: list[Any] = []
+    evidence: Any = None
+    for row in xcoms:
+        if row.task_id == "outcome" and row.key == EVIDENCE_XCOM_KEY:
+            evidence = XComModel.deserialize_value(row)
+        elif row.key == "return_value" and kinds.get(row.task_id) in ("step", "finally"):
+            step_results.append(XComModel.deserialize_value(row))
+    state = dag_run.state
+    return build_record(
+        dag_id=dag_run.dag_id, run_id=dag_run.run_id,
+        run_type=str(getattr(dag_run.run_type, "value", dag_run.run_type)),
+        state=str(getattr(state, "value", state)), queued_at=dag_run.queued_at,
+        start=dag_run.start_date, end=dag_run.end_date, task_rows=rows, upstream=upstream,
+        approvals=approvals, step_results=step_results,
+        evidence=evidence if isinstance(evidence, Mapping) else None,
+        conf=dag_run.conf if isinstance(dag_run.conf, Mapping) else None,
+    )

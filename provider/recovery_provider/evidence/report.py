@@ -1,0 +1,219 @@
+"""A run's report: the ledger record judged against its objectives, laid out as a timeline.
+
+Pure functions over :class:`RunRecord`; the CLI, the plugin's JSON API and its HTML pages all show
+what :func:`build_report` and :func:`build_trend` return. Nothing here imports Airflow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from recovery_provider.evidence.record import ApprovalRecord, RunRecord, TaskRecord
+
+Verdict = Literal["met", "missed", "no objective", "unknown"]
+FAILED_STATES = frozenset({"failed", "upstream_failed"})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Bar(_Model):
+    """One row of the timeline: a task (one target of a fan-out) or a phase."""
+
+    label: str
+    phase: str | None
+    kind: str
+    state: str | None
+    offset: float  # seconds from the run's start
+    length: float  # seconds
+    tries: int = 0
+    critical: bool = False  # on the run's actual critical path
+    planned: tuple[float, float] | None = None  # phases: the estimate's window
+
+
+class Objective(_Model):
+    target_seconds: float | None
+    achieved_seconds: float | None
+    verdict: Verdict
+
+
+class Report(_Model):
+    dag_id: str
+    run_id: str
+    state: str
+    outcome: str | None
+    dry_run: bool
+    start: dt.datetime | None
+    end: dt.datetime | None
+    rto: Objective
+    rpo: Objective
+    planned_seconds: float | None
+    planned_scenario: str | None
+    critical_path: list[str]  # task keys, first to last
+    planned_critical_path: list[str]
+    phases: list[Bar]
+    tasks: list[Bar]
+    failures: list[str]  # "task[target]: state after N tries"
+    partial_phases: list[str]
+    failed_phases: list[str]
+    retried: list[str]
+    compensations: list[str]  # "undo task: state"
+    approvals: list[ApprovalRecord]
+    assumptions: list[str] = Field(default_factory=list)
+
+
+class TrendPoint(_Model):
+    run_id: str
+    start: dt.datetime | None
+    state: str
+    outcome: str | None
+    achieved_seconds: float | None
+    rto_seconds: float | None
+    rto_verdict: Verdict
+    dry_run: bool
+
+
+class Trend(_Model):
+    dag_id: str
+    points: list[TrendPoint]  # oldest first
+    rto_seconds: float | None  # the newest run's RTO
+    met: int
+    missed: int
+    best_seconds: float | None
+    worst_seconds: float | None
+    latest_seconds: float | None
+    change_seconds: float | None  # latest - previous achieved time (negative: faster)
+
+
+def judge(target: float | None, achieved: float | None) -> Verdict:
+    if target is None:
+        return "no objective"
+    if achieved is None:
+        return "unknown"
+    return "met" if achieved <= target else "missed"
+
+
+def _offset(record: RunRecord, when: dt.datetime | None) -> float:
+    if when is None or record.start is None:
+        return 0.0
+    return max(0.0, (when - record.start).total_seconds())
+
+
+def _label(task: TaskRecord) -> str:
+    if task.map_index < 0:
+        return task.task_id
+    return f"{task.task_id}[{task.target if task.target not in (None, '') else task.map_index}]"
+
+
+def critical_path(tasks: Sequence[TaskRecord]) -> list[TaskRecord]:
+    """The chain of task instances that set the run's end: from the last task to finish, step back
+    each time to the upstream instance that finished last (what it waited for)."""
+    ran = [t for t in tasks if t.end is not None]
+    if not ran:
+        return []
+    by_id: dict[str, list[TaskRecord]] = {}
+    for task in ran:
+        by_id.setdefault(task.task_id, []).append(task)
+    end_of = {t.key: t.end for t in ran}
+    current = max(ran, key=lambda t: (t.end, t.key))
+    path = [current]
+    seen = {current.key}
+    while True:
+        candidates = [u for up in current.upstream for u in by_id.get(up, ()) if u.key not in seen]
+        if not candidates:
+            break
+        current = max(candidates, key=lambda t: (end_of[t.key], t.key))
+        seen.add(current.key)
+        path.append(current)
+    return list(reversed(path))
+
+
+def _phase_bars(record: RunRecord, tasks: Iterable[TaskRecord]) -> list[Bar]:
+    windows: dict[str, list[TaskRecord]] = {}
+    for task in tasks:
+        if task.phase is not None:
+            windows.setdefault(task.phase, []).append(task)
+    planned = record.plan.phase_windows if record.plan else {}
+    bars = []
+    for phase, members in windows.items():
+        ran = [t for t in members if t.start is not None and t.end is not None]
+        gate = next((t for t in members if t.kind == "gate"), None)
+        start = min((t.start for t in ran if t.start), default=None)
+        end = max((t.end for t in ran if t.end), default=None)
+        offset = _offset(record, start)
+        length = (end - start).total_seconds() if start and end else 0.0
+        bars.append(Bar(label=phase, phase=phase, kind="phase", state=gate.state if gate else None,
+                        offset=offset, length=length, planned=planned.get(phase)))
+    bars.sort(key=lambda b: (b.offset if b.length or b.state else float("inf"), b.label))
+    return bars
+
+
+def build_report(record: RunRecord) -> Report:
+    path = critical_path(record.tasks)
+    on_path = {t.key for t in path}
+    tasks = sorted(record.tasks, key=lambda t: (t.start is None, t.start or dt.datetime.max.replace(tzinfo=dt.timezone.utc), t.key))
+    bars = [
+        Bar(label=_label(t), phase=t.phase, kind=t.kind, state=t.state, offset=_offset(record, t.start),
+            length=(t.end - t.start).total_seconds() if t.start and t.end else 0.0, tries=t.tries,
+            critical=t.key in on_path)
+        for t in tasks
+    ]
+    failures = [
+        f"{_label(t)}: {t.state}" + (f" after {t.tries} tries" if t.tries > 1 else "")
+        for t in tasks if t.state in FAILED_STATES and t.kind not in ("gate", "control")
+    ]
+    plan = record.plan
+    return Report(
+        dag_id=record.dag_id,
+        run_id=record.run_id,
+        state=record.state,
+        outcome=record.outcome,
+        dry_run=record.dry_run,
+        start=record.start,
+        end=record.end,
+        rto=Objective(target_seconds=record.rto_seconds, achieved_seconds=record.achieved_seconds,
+                      verdict=judge(record.rto_seconds, record.achieved_seconds)),
+        rpo=Objective(target_seconds=record.rpo_seconds, achieved_seconds=record.data_age_seconds,
+                      verdict=judge(record.rpo_seconds, record.data_age_seconds)),
+        planned_seconds=plan.planned_seconds if plan else None,
+        planned_scenario=plan.scenario if plan else None,
+        critical_path=[_label(t) for t in path],
+        planned_critical_path=list(plan.critical_path) if plan else [],
+        phases=_phase_bars(record, record.tasks),
+        tasks=bars,
+        failures=failures,
+        partial_phases=list(record.partial_phases),
+        failed_phases=list(record.failed_phases),
+        retried=[f"{_label(t)}: {t.tries} tries ({t.state})" for t in tasks if t.tries > 1],
+        compensations=[f"{_label(t)}: {t.state}" for t in tasks if t.kind == "undo" and t.state not in (None, "skipped")],
+        approvals=list(record.approvals),
+        assumptions=list(plan.assumptions) if plan else [],
+    )
+
+
+def build_trend(dag_id: str, records: Sequence[RunRecord]) -> Trend:
+    """Achieved recovery time across the runs of one DAG (drills and incidents), oldest first."""
+    ordered = sorted(records, key=lambda r: (r.start or r.recorded_at, r.run_id))
+    points = [
+        TrendPoint(run_id=r.run_id, start=r.start, state=r.state, outcome=r.outcome,
+                   achieved_seconds=r.achieved_seconds, rto_seconds=r.rto_seconds,
+                   rto_verdict=judge(r.rto_seconds, r.achieved_seconds), dry_run=r.dry_run)
+        for r in ordered
+    ]
+    timed = [p.achieved_seconds for p in points if p.achieved_seconds is not None]
+    return Trend(
+        dag_id=dag_id,
+        points=points,
+        rto_seconds=next((p.rto_seconds for p in reversed(points) if p.rto_seconds is not None), None),
+        met=sum(p.rto_verdict == "met" for p in points),
+        missed=sum(p.rto_verdict == "missed" for p in points),
+        best_seconds=min(timed, default=None),
+        worst_seconds=max(timed, default=None),
+        latest_seconds=timed[-1] if timed else None,
+        change_seconds=timed[-1] - timed[-2] if len(timed) > 1 else None,
+    )

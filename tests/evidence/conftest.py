@@ -1,0 +1,96 @@
+"""A real Airflow (api-server with authentication on, scheduler, dag-processor, triggerer) whose
+plugin is the installed provider's, plus the recovery runs the evidence tests read back.
+
+Its own deployment, not the scheduler tier's: it runs a restricting auth manager
+(tests/support/restricted_auth.py) and a second user, `drills`, who may read only evidence_drill.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support import airflow_cluster, postgres
+from tests.support.airflow_cluster import AirflowCluster
+from tests.support.postgres import PostgresCluster
+
+REPO = Path(__file__).resolve().parents[2]
+SPECS = Path(__file__).resolve().parent / "specs"
+LOADER = "# airflow DAG loader: safe mode parses only files that say 'airflow' and 'dag'\nfrom recovery_provider.loader import load_dags\nload_dags(__file__, {folder!r})\n"
+PG_PASSWORD = "evidence-" + secrets.token_hex(8)  # must never reach the ledger or a report
+
+
+@dataclass
+class EvidenceRuns:
+    cluster: AirflowCluster
+    ledger: Path
+    location: str
+    drill_run: str
+    check_runs: list[str]
+
+
+@pytest.fixture(scope="session")
+def evidence_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowCluster]:
+    airflow_cluster.reap_orphans()
+    postgres.reap_orphans()
+    dags = tmp_path_factory.mktemp("evidence-dags")
+    (dags / "recovery_specs.py").write_text(LOADER.format(folder=str(SPECS)))
+    metadata = PostgresCluster("evidence-meta")
+    metadata.start()
+    try:
+        cluster = AirflowCluster(
+            dags, metadata, users={"drills": "viewer"},
+            plugins_folder=REPO / "plugins",  # as docker-compose mounts it: the plugin must not load twice
+            config={"core": {"auth_manager": "tests.support.restricted_auth.RestrictedAuthManager"}},
+            env={"PYTHONPATH": str(REPO)},
+        )
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+    finally:
+        metadata.stop()
+
+
+@pytest.fixture(scope="session")
+def evidence_runs(evidence_cluster: AirflowCluster, tmp_path_factory: pytest.TempPathFactory) -> EvidenceRuns:
+    """One drill (approved by admin) and two freshness checks, all ended and recorded."""
+    cluster = evidence_cluster
+    api = cluster.api
+    cluster.metadata.create_database("evidence_src")
+    cluster.metadata.psql(
+        "CREATE TABLE orders (id int primary key, total numeric); "
+        "INSERT INTO orders SELECT g, g * 1.5 FROM generate_series(1, 500) g;",
+        dbname="evidence_src",
+    )
+    api.request("POST", "/connections", json={
+        "connection_id": "evidence_pg", "conn_type": "postgres", "host": "127.0.0.1",
+        "port": cluster.metadata.port, "login": "postgres", "password": PG_PASSWORD, "schema": "postgres",
+    }, ok=(200, 201, 409))
+    store = tmp_path_factory.mktemp("evidence-backups")
+    location = f"file://{store}"
+    for dag_id in ("evidence_drill", "evidence_check"):
+        api.wait_for_dag(dag_id, timeout=120)
+        api.unpause(dag_id)
+    marker = store / "switch-marker"
+    drill = api.trigger("evidence_drill", {"location": location, "marker": str(marker)})
+    api.answer_hitl("evidence_drill", drill, "approve.approve", ["Approve"])
+    state = api.wait_for_run("evidence_drill", drill, timeout=240)
+    assert state == "success", {(t.task_id, t.map_index): t.state for t in api.task_instances("evidence_drill", drill)}
+    checks = []
+    for _ in range(2):
+        run_id = api.trigger("evidence_check", {"location": location})
+        state = api.wait_for_run("evidence_check", run_id, timeout=120)
+        assert state == "success", {(t.task_id, t.map_index): t.state for t in api.task_instances("evidence_check", run_id)}
+        checks.append(run_id)
+    ledger = cluster.home / "recovery-ledger"
+    deadline = time.monotonic() + 30  # the scheduler writes the record as it closes the run
+    while time.monotonic() < deadline and len(list(ledger.glob("*/*.json"))) < 3:
+        time.sleep(0.5)
+    return EvidenceRuns(cluster, ledger, location, drill, checks)
