@@ -22,6 +22,8 @@ from scripts.demo.stop import stop_demo
 from tests.support.airflow_cluster import AirflowApi, AirflowHarnessError, TaskInstance
 from tests.support.postgres import HOST
 
+from recovery_provider.evidence.report import Report
+
 DATABASES = ["orders", "billing"]
 # primary_lost takes the restore path: restore the newest orders backup on the spare server,
 # prove it against the backup's checksums, approve, cut over. (replica_healthy would promote.)
@@ -130,13 +132,6 @@ def sync_pools(state: dict[str, Any]) -> None:
         raise RuntimeError(f"recovery pools sync failed ({proc.returncode})")
 
 
-def rto_seconds(dag_id: str) -> float | None:
-    from recovery_provider.spec.loader import load_spec
-
-    rto = load_spec(ROOT / "dags" / "specs" / f"{dag_id}.yaml").spec.objectives.rto
-    return None if rto is None else rto.total_seconds()
-
-
 def parking_processed(scheduler_log: Path, run: Run, ti: TaskInstance) -> bool:
     """Whether the scheduler has handled the executor's event of the attempt that parked the task.
 
@@ -200,28 +195,40 @@ def report_tasks(run: Run, tis: list[TaskInstance]) -> None:
 
 
 def finish(run: Run, info: dict[str, Any]) -> None:
-    from tests.support.airflow_cluster import _parse_dt
-
     run.state = str(info["state"])
     run.note = info.get("note")
-    start, end = _parse_dt(info.get("start_date")), _parse_dt(info.get("end_date"))
-    if start and end:
-        run.duration_s = (end - start).total_seconds()
 
 
 def trigger(api: AirflowApi, run: Run) -> None:
     run.run_id = api.trigger(run.dag_id, run.conf)
-    run.rto_s = rto_seconds(run.dag_id)
     say(f"==> triggered {run.dag_id} {json.dumps(run.conf)} -> run {run.run_id}")
 
 
-def verdict(run: Run) -> str:
-    took = fmt_duration(run.duration_s) if run.duration_s is not None else "?"
-    if run.rto_s is None:
-        target = "no RTO"
-    else:
-        met = run.duration_s is not None and run.duration_s <= run.rto_s and run.state == "success"
-        target = f"RTO {fmt_duration(run.rto_s)}: {'met' if met else 'MISSED'}"
+def evidence(home: Path, run: Run, timeout: float = 30.0) -> Report | None:
+    """The run's report from the ledger the plugin's listener writes as the scheduler ends the run."""
+    from recovery_provider.evidence.ledger import Ledger, LedgerError
+    from recovery_provider.evidence.report import build_report
+
+    ledger = Ledger(str(home / "recovery-ledger"))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            report = build_report(ledger.read(run.dag_id, run.run_id))
+        except LedgerError:
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.5)
+            continue
+        run.duration_s, run.rto_s = report.rto.achieved_seconds, report.rto.target_seconds
+        return report
+
+
+def verdict(run: Run, report: Report | None) -> str:
+    if report is None:
+        return f"{run.dag_id:<18} {run.state:<8} (no record in the run ledger)"
+    took = fmt_duration(report.rto.achieved_seconds) if report.rto.achieved_seconds is not None else "?"
+    rto = report.rto
+    target = "no RTO" if rto.target_seconds is None else f"RTO {fmt_duration(rto.target_seconds)}: {rto.verdict}"
     return f"{run.dag_id:<18} {run.state:<8} achieved {took:>7}  ({target})"
 
 
@@ -283,18 +290,29 @@ def up(timeout: float) -> int:
     finally:
         api.close()
 
+    home = Path(air["home"])
+    reports = {run.dag_id: evidence(home, run) for run in runs}
+    say("\n==> outcome, from the run ledger (achieved = run end - run start)")
+    for run in runs:
+        say(f"    {verdict(run, reports[run.dag_id])}" + (f"  note: {run.note}" if run.note else ""))
+    failover = reports.get("database_failover")
+    if failover is not None:
+        from rich.console import Console
+
+        from recovery_provider.cli.evidence_output import print_report
+
+        say("\n==> the failover's evidence (also: recovery report database_failover RUN_ID, and the UI)")
+        print_report(Console(width=120, highlight=False), failover)
     results = [
         {"dag_id": r.dag_id, "run_id": r.run_id, "state": r.state, "expected": r.expected,
          "duration_s": r.duration_s, "rto_s": r.rto_s, "note": r.note}
         for r in runs
     ]
     update_state(results=results)
-    say("\n==> outcome (achieved = run end - run start)")
-    for run in runs:
-        say(f"    {verdict(run)}" + (f"  note: {run.note}" if run.note else ""))
     ok = all(r.state == r.expected for r in runs)
     say(f"\n==> demo {'finished' if ok else 'FINISHED WITH FAILURES'} in {fmt_duration(time.monotonic() - t0)}")
     say(f"    Airflow UI:  {air['url']}   login: {air['username']} / {air['password']}")
+    say(f"    evidence:    {air['url']}/recovery/   (and a 'Recovery report' tab on every run)")
     say(f"    backups:     {location}")
     say(f"    logs:        {base}/airflow-home/logs, {base}/supervisor.log, {state['stub']['log']}")
     say("    stop it:     bash scripts/demo.sh stop")

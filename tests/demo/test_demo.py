@@ -77,6 +77,11 @@ def test_demo_runs_the_drill_and_the_failover_and_stop_leaves_nothing(tmp_path: 
         assert "database_failover: approve_cutover.approve approved through the REST API" in output
         assert "database_failover: restore.restore_newest success" in output  # primary_lost: restore path
         assert "(RTO 30m: met)" in output and "(RTO 15m: met)" in output, output[-3000:]
+        # the verdicts come from the run ledger the plugin wrote; the failover's evidence is printed
+        assert "Recovery report database_failover" in output
+        assert f"approval approve_cutover.approve: Approve by {state['airflow']['username']}" in output
+        ledger = Path(state["airflow"]["home"]) / "recovery-ledger"
+        assert {p.name for p in ledger.iterdir()} == {"nightly_backup", "restore_drill", "database_failover"}
         # the script has exited; the UI must still be up, with the login it printed
         air = state["airflow"]
         assert f"login: {air['username']} / {air['password']}" in output

@@ -141,3 +141,12 @@ def test_workers_are_started_like_the_test_tier_and_one_listens_to_the_site_queu
     assert [w for w in seen.values() if "site_b" in w.queues] == [seen["w2"]]
     assert all("default" in w.queues for w in seen.values())
     assert sum(not w.serve_logs for w in seen.values()) == 1  # as verified: w2 skips the log server
+
+
+def test_scheduler_and_api_server_share_the_run_ledger_in_the_bucket(compose: dict[str, Any]) -> None:
+    env = compose["x-airflow-env"]
+    ledger = env["AIRFLOW__RECOVERY__LEDGER_LOCATION"]
+    conn_id, _, rest = ledger.removeprefix("s3://").partition("@")
+    bucket = rest.split("/")[0]
+    assert f"AIRFLOW_CONN_{conn_id.upper()}" in env, f"the ledger's connection {conn_id} is not defined"
+    assert f"local/{bucket}" in " ".join(compose["services"]["minio-init"]["entrypoint"]), "the ledger's bucket is never created"
