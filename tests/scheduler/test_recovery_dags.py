@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from recovery_provider.evidence.ledger import Ledger
+from recovery_provider.evidence.report import build_report
 from tests.support.airflow_cluster import AirflowCluster, TaskInstance
 from tests.support.timing import peak_concurrency, window
 
@@ -129,6 +131,12 @@ def test_compensation_undoes_what_succeeded_newest_first_and_finally_still_fails
     assert got["later.never"] == "upstream_failed"
     assert got["cleanup"] == "success"
     assert window(tis[("cleanup", -1)])[0] >= window(tis[("change.first__undo", -1)])[1]
+    # the run ledger tells the same story, including what the scheduler decided as the run ended
+    [record] = Ledger(str(cluster.home / "recovery-ledger")).runs("sched_compensate")
+    assert {t.key: t.state for t in record.tasks} == got
+    report = build_report(record)
+    assert report.compensations == ["change.second__undo: success", "change.first__undo: success"]
+    assert (report.outcome, report.failed_phases, report.failures) == ("failed", ["change", "later"], ["change.third: failed", "later.never: upstream_failed"])
 
 
 @pytest.mark.parametrize(
