@@ -7,6 +7,8 @@ Its own deployment, not the scheduler tier's: it runs a restricting auth manager
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from recovery_provider.evidence.ledger import Ledger
 from tests.support import airflow_cluster, postgres
 from tests.support.airflow_cluster import AirflowCluster
 from tests.support.postgres import PostgresCluster
@@ -23,19 +26,45 @@ REPO = Path(__file__).resolve().parents[2]
 SPECS = Path(__file__).resolve().parent / "specs"
 LOADER = "# airflow DAG loader: safe mode parses only files that say 'airflow' and 'dag'\nfrom recovery_provider.loader import load_dags\nload_dags(__file__, {folder!r})\n"
 PG_PASSWORD = "evidence-" + secrets.token_hex(8)  # must never reach the ledger or a report
+LEDGER_BUCKET = "evidence"
+LEDGER_CONN = "ledger_s3"
+LEDGER = f"s3://{LEDGER_CONN}@{LEDGER_BUCKET}/ledger"
 
 
 @dataclass
 class EvidenceRuns:
     cluster: AirflowCluster
-    ledger: Path
-    location: str
+    ledger: str  # where the scheduler wrote and the api-server reads: a bucket on the S3 endpoint
+    s3_endpoint: str
+    location: str  # the backups
     drill_run: str
     check_runs: list[str]
 
 
 @pytest.fixture(scope="session")
-def evidence_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowCluster]:
+def ledger_s3() -> Iterator[tuple[str, str]]:
+    """An S3 endpoint over HTTP on loopback (moto's server) holding the run ledger, as MinIO does in
+    docker-compose: the scheduler writes there and the api-server reads, each with the connection."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = postgres.free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                     aws_secret_access_key="testing").create_bucket(Bucket=LEDGER_BUCKET)
+        conn = json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
+                           "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}})
+        os.environ[f"AIRFLOW_CONN_{LEDGER_CONN.upper()}"] = conn  # for the tests' own reads and the CLI
+        yield endpoint, conn
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def evidence_cluster(tmp_path_factory: pytest.TempPathFactory, ledger_s3: tuple[str, str]) -> Iterator[AirflowCluster]:
     airflow_cluster.reap_orphans()
     postgres.reap_orphans()
     dags = tmp_path_factory.mktemp("evidence-dags")
@@ -46,8 +75,9 @@ def evidence_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airfl
         cluster = AirflowCluster(
             dags, metadata, users={"drills": "viewer"},
             plugins_folder=REPO / "plugins",  # as docker-compose mounts it: the plugin must not load twice
-            config={"core": {"auth_manager": "tests.support.restricted_auth.RestrictedAuthManager"}},
-            env={"PYTHONPATH": str(REPO)},
+            config={"core": {"auth_manager": "tests.support.restricted_auth.RestrictedAuthManager"},
+                    "recovery": {"ledger_location": LEDGER}},
+            env={"PYTHONPATH": str(REPO), f"AIRFLOW_CONN_{LEDGER_CONN.upper()}": ledger_s3[1]},
         )
         cluster.start()
         try:
@@ -59,7 +89,7 @@ def evidence_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airfl
 
 
 @pytest.fixture(scope="session")
-def evidence_runs(evidence_cluster: AirflowCluster, tmp_path_factory: pytest.TempPathFactory) -> EvidenceRuns:
+def evidence_runs(evidence_cluster: AirflowCluster, ledger_s3: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> EvidenceRuns:
     """One drill (approved by admin) and two freshness checks, all ended and recorded."""
     cluster = evidence_cluster
     api = cluster.api
@@ -89,8 +119,8 @@ def evidence_runs(evidence_cluster: AirflowCluster, tmp_path_factory: pytest.Tem
         state = api.wait_for_run("evidence_check", run_id, timeout=120)
         assert state == "success", {(t.task_id, t.map_index): t.state for t in api.task_instances("evidence_check", run_id)}
         checks.append(run_id)
-    ledger = cluster.home / "recovery-ledger"
+    ledger = Ledger(LEDGER)
     deadline = time.monotonic() + 30  # the scheduler writes the record as it closes the run
-    while time.monotonic() < deadline and len(list(ledger.glob("*/*.json"))) < 3:
+    while time.monotonic() < deadline and len(ledger.runs("evidence_drill") + ledger.runs("evidence_check")) < 3:
         time.sleep(0.5)
-    return EvidenceRuns(cluster, ledger, location, drill, checks)
+    return EvidenceRuns(cluster, LEDGER, ledger_s3[0], location, drill, checks)

@@ -14,14 +14,14 @@ import pytest
 
 from recovery_provider.evidence.ledger import Ledger
 from recovery_provider.evidence.record import RunRecord
-from tests.evidence.conftest import PG_PASSWORD, EvidenceRuns
+from tests.evidence.conftest import LEDGER_BUCKET, PG_PASSWORD, EvidenceRuns
 from tests.support.airflow_cluster import parse_dt
 
 pytestmark = pytest.mark.scheduler
 
 
 def record_of(runs: EvidenceRuns, dag_id: str, run_id: str) -> RunRecord:
-    return Ledger(str(runs.ledger)).read(dag_id, run_id)
+    return Ledger(runs.ledger).read(dag_id, run_id)
 
 
 def test_each_task_instance_is_recorded_with_its_times_tries_and_state(evidence_runs: EvidenceRuns) -> None:
@@ -76,14 +76,24 @@ def test_data_age_is_the_age_of_the_backup_the_check_relied_on(evidence_runs: Ev
         assert 0 < record.data_age_seconds < 3600
 
 
+def ledger_objects(runs: EvidenceRuns) -> dict[str, str]:
+    """Every object under the ledger prefix, read straight from the bucket: key -> text."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=runs.s3_endpoint, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=LEDGER_BUCKET, Prefix="ledger/").get("Contents", [])]
+    return {key: s3.get_object(Bucket=LEDGER_BUCKET, Key=key)["Body"].read().decode() for key in keys}
+
+
 def test_ledger_and_report_hold_no_secret(evidence_runs: EvidenceRuns) -> None:
-    files = list(evidence_runs.ledger.rglob("*.json"))
-    assert len(files) >= 3
-    for path in files:
-        assert PG_PASSWORD not in path.read_text(), path
+    objects = ledger_objects(evidence_runs)
+    assert len(objects) == 3
+    for key, text in objects.items():
+        assert PG_PASSWORD not in text and "aws_secret" not in text and "endpoint_url" not in text, key
     report = subprocess.run(
         [str(Path(sys.executable).with_name("recovery")), "report", "evidence_drill", evidence_runs.drill_run,
-         "--ledger", str(evidence_runs.ledger), "--json"],
+         "--ledger", evidence_runs.ledger, "--json"],
         capture_output=True, text=True, check=True,
     )
     assert PG_PASSWORD not in report.stdout
@@ -92,7 +102,7 @@ def test_ledger_and_report_hold_no_secret(evidence_runs: EvidenceRuns) -> None:
 
 def test_cli_report_shows_the_run_and_the_trend(evidence_runs: EvidenceRuns) -> None:
     recovery = str(Path(sys.executable).with_name("recovery"))
-    env = {**os.environ, "AIRFLOW__RECOVERY__LEDGER_LOCATION": str(evidence_runs.ledger), "COLUMNS": "160"}
+    env = {**os.environ, "AIRFLOW__RECOVERY__LEDGER_LOCATION": evidence_runs.ledger, "COLUMNS": "160"}
     one = subprocess.run([recovery, "report", "evidence_drill", evidence_runs.drill_run],
                          capture_output=True, text=True, env=env, check=False)
     assert one.returncode == 0, one.stderr
@@ -106,7 +116,7 @@ def test_cli_report_shows_the_run_and_the_trend(evidence_runs: EvidenceRuns) -> 
     assert "Traceback" not in missing.stderr
 
 
-def test_record_files_are_named_by_dag_and_run(evidence_runs: EvidenceRuns) -> None:
-    path = evidence_runs.ledger / "evidence_drill" / (quote(evidence_runs.drill_run, safe="") + ".json")
-    assert path.is_file()
-    assert not list(evidence_runs.ledger.rglob("*.partial"))
+def test_records_are_whole_objects_named_by_dag_and_run(evidence_runs: EvidenceRuns) -> None:
+    keys = set(ledger_objects(evidence_runs))
+    assert f"ledger/evidence_drill/{quote(evidence_runs.drill_run, safe='')}.json" in keys
+    assert not [k for k in keys if k.endswith(".partial")]

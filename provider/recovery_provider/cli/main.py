@@ -5,9 +5,11 @@ No Airflow import happens here: every command answers in well under a second.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -167,6 +169,20 @@ def declared_pools(files: list[Path]) -> tuple[dict[str, tuple[int, str, str]], 
     return wanted, problems
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send whatever writes to file descriptor 1 (loggers that kept a handle on it) to stderr."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 @app.command()
 def report(
     dag_id: Annotated[str, typer.Argument(help="The recovery DAG (the spec's `recovery` id).")],
@@ -183,9 +199,10 @@ def report(
     from recovery_provider.evidence.ledger import Ledger
     from recovery_provider.evidence.report import build_report, build_trend
 
-    store = Ledger(ledger)
+    with _stdout_to_stderr():  # Airflow logs to stdout when it opens an s3:// ledger; stdout is the report's
+        store = Ledger(ledger)
+        records = store.runs(dag_id) if run_id is None else [store.read(dag_id, run_id)]
     if run_id is None:
-        records = store.runs(dag_id)
         if not records:
             known = ", ".join(store.dag_ids()) or "none"
             raise RecoveryError(f"no recorded runs of '{dag_id}' in the ledger at {store.location} (DAGs recorded: {known})")
@@ -195,7 +212,7 @@ def report(
         else:
             print_trend(console, trend)
         return
-    result = build_report(store.read(dag_id, run_id))
+    result = build_report(records[0])
     if html is not None:
         from recovery_provider.evidence.html import report_html
 

@@ -108,7 +108,7 @@ class Ledger:
     def dag_ids(self) -> list[str]:
         try:
             return sorted(unquote(p.name) for p in self.root.iterdir() if p.is_dir())
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # an object store has no empty folders
             return []
         except OSError as exc:
             raise LedgerError(f"cannot list the ledger at {self.location}: {exc}") from exc
@@ -123,7 +123,7 @@ class Ledger:
         folder = self.root / _name(dag_id)
         try:
             files = [p for p in folder.iterdir() if p.name.endswith(SUFFIX)]
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return
         except OSError as exc:
             raise LedgerError(f"cannot list {folder}: {exc}") from exc
