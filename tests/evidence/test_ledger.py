@@ -36,8 +36,8 @@ def test_each_task_instance_is_recorded_with_its_times_tries_and_state(evidence_
         assert task.start == ti.start_date and task.end == ti.end_date, key
         assert task.tries == ti.try_number, key
     assert recorded[("cutover.switch", -1)].tries == 2  # failed once, retried
-    loads = sorted((t.map_index, t.state) for t in record.tasks if t.task_id == "restore.each.load")
-    assert loads == [(0, "success"), (1, "success"), (2, "failed")]
+    loads = sorted((t.map_index, t.target, t.state) for t in record.tasks if t.task_id == "restore.each.load")
+    assert loads == [(0, "orders", "success"), (1, "billing", "success"), (2, "bad", "failed")]
 
 
 def test_the_run_times_outcome_and_plan_are_recorded(evidence_runs: EvidenceRuns) -> None:
@@ -106,7 +106,7 @@ def test_cli_report_shows_the_run_and_the_trend(evidence_runs: EvidenceRuns) -> 
     one = subprocess.run([recovery, "report", "evidence_drill", evidence_runs.drill_run],
                          capture_output=True, text=True, env=env, check=False)
     assert one.returncode == 0, one.stderr
-    assert "PARTIAL" in one.stdout and "restore.each.load[2]: failed" in one.stdout and "critical path:" in one.stdout
+    assert "PARTIAL" in one.stdout and "restore.each.load[bad]: failed" in one.stdout and "critical path:" in one.stdout
     assert f"approval approve.approve: Approve by {evidence_runs.cluster.admin_user}" in one.stdout
     trend = subprocess.run([recovery, "report", "evidence_check"], capture_output=True, text=True, env=env, check=False)
     assert trend.returncode == 0, trend.stderr

@@ -122,6 +122,7 @@ def test_chromium_renders_the_report_and_the_runs_page(evidence_runs: EvidenceRu
     critical = timeline.find_elements(By.CSS_SELECTOR, "rect.bar[stroke]")
     assert critical, "no bar of the timeline is marked as the critical path"
     assert browser.find_element(By.ID, "critical-path").text.endswith("outcome")
+    assert browser.find_element(By.ID, "failures").text == "restore.each.load[bad]: failed"
     assert "admin" in browser.find_element(By.ID, "approvals").text
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "evidence-report.png"

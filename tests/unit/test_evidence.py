@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from recovery_provider.cli.main import app
-from recovery_provider.evidence.collect import build_record, recovery_points, task_kind
+from recovery_provider.evidence.collect import build_record, recovery_points, target_labels, task_kind
 from recovery_provider.evidence.html import report_html, runs_html
 from recovery_provider.evidence.ledger import Ledger, LedgerError
 from recovery_provider.evidence.record import ApprovalRecord, PlanEvidence, RunRecord, TaskRecord
@@ -329,3 +329,24 @@ def test_cli_unknown_dag_or_run_is_a_clear_error(ledger_dir: Path) -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1
     assert "error:" in done.stderr and "nope" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_fan_out_targets_are_labelled_from_their_resolvers() -> None:
+    labels = target_labels({
+        "restore.targets": [{"target": "orders", "load__cmd": "x"}, {"target": "billing"}],
+        "restart.wave2_targets": [{"target": {"host": "app-5", "port": 8080}}],
+        "restart.targets": "not a list",
+    })
+    assert labels == {"restore.each.": ["orders", "billing"], "restart.wave2.": ['{"host": "app-5", "port": 8080}']}
+    rows = [
+        row("restore.each.load", 0, 1, map_index=1),
+        row("restore.each.load", 0, 1, map_index=5),  # beyond the list: no label
+        row("restart.wave2.bounce", 0, 1, map_index=0),
+        row("other.each.step", 0, 1, map_index=0, rendered_map_index="named-by-airflow"),
+    ]
+    record = build_record(
+        dag_id="d", run_id="r", run_type="manual", state="success", queued_at=T0, start=T0, end=at(2),
+        task_rows=rows, upstream={}, approvals=[], step_results=[], labels=labels, evidence=None, conf=None, now=T0,
+    )
+    assert [t.target for t in record.tasks] == ["billing", None, '{"host": "app-5", "port": 8080}', "named-by-airflow"]
+    assert "restore.each.load[billing]" in [b.label for b in build_report(record).tasks]

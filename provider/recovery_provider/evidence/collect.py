@@ -9,6 +9,7 @@ from the task instances, the approvals and the timestamps the steps report.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -68,6 +69,37 @@ def recovery_points(values: Iterable[Any]) -> list[dt.datetime]:
     return found
 
 
+def target_labels(resolver_results: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Labels of a fan-out's targets, by the id prefix of the mapped tasks they feed.
+
+    The resolver ``P.targets`` feeds ``P.each.*``; a wave's slice ``P.waveN_targets`` feeds
+    ``P.waveN.*``. Each result is the list of per-target kwargs; only its ``target`` is read.
+    """
+    labels: dict[str, list[str]] = {}
+    for task_id, value in resolver_results.items():
+        phase, _, last = task_id.rpartition(".")
+        group = "each" if last == "targets" else last.removesuffix("_targets")
+        if not phase or not isinstance(value, list):
+            continue
+        labels[f"{phase}.{group}."] = [_short(row.get("target")) if isinstance(row, Mapping) else "?" for row in value]
+    return labels
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _label(task_id: str, map_index: int, rendered: Any, labels: Mapping[str, list[str]]) -> str | None:
+    if map_index < 0:
+        return None
+    for prefix, names in labels.items():
+        if task_id.startswith(prefix) and map_index < len(names):
+            return names[map_index]
+    # Airflow's own label, unless it is just the index (its default without a map_index_template)
+    return str(rendered) if rendered not in (None, "", str(map_index)) else None
+
+
 def _duration(start: dt.datetime | None, end: dt.datetime | None) -> float | None:
     return (end - start).total_seconds() if start and end else None
 
@@ -85,6 +117,7 @@ def build_record(
     upstream: Mapping[str, Iterable[str]],
     approvals: Iterable[ApprovalRecord],
     step_results: Iterable[Any],
+    labels: Mapping[str, list[str]] | None = None,
     evidence: Mapping[str, Any] | None,
     conf: Mapping[str, Any] | None,
     now: dt.datetime | None = None,
@@ -97,7 +130,7 @@ def build_record(
         map_index = int(row.get("map_index", -1))
         tasks.append(TaskRecord(
             task_id=task_id, map_index=map_index,
-            target=row.get("rendered_map_index") if map_index >= 0 else None,
+            target=_label(task_id, map_index, row.get("rendered_map_index"), labels or {}),
             phase=phase, kind=kind, state=row.get("state"), start=row.get("start_date"), end=row.get("end_date"),
             duration=row.get("duration"), tries=int(row.get("try_number") or 0), operator=row.get("operator"),
             upstream=sorted(upstream.get(task_id, ())),
@@ -166,19 +199,22 @@ def collect(dag_run: Any, session: Any) -> RunRecord:
     ).all()
     kinds = {row["task_id"]: task_kind(str(row["task_id"]), row["operator"])[1] for row in rows}
     step_results: list[Any] = []
+    resolvers: dict[str, Any] = {}
     evidence: Any = None
     for row in xcoms:
         if row.task_id == "outcome" and row.key == EVIDENCE_XCOM_KEY:
             evidence = XComModel.deserialize_value(row)
         elif row.key == "return_value" and kinds.get(row.task_id) in ("step", "finally"):
             step_results.append(XComModel.deserialize_value(row))
+        elif row.key == "return_value" and kinds.get(row.task_id) == "control" and row.task_id.endswith("targets"):
+            resolvers[row.task_id] = XComModel.deserialize_value(row)
     state = dag_run.state
     return build_record(
         dag_id=dag_run.dag_id, run_id=dag_run.run_id,
         run_type=str(getattr(dag_run.run_type, "value", dag_run.run_type)),
         state=str(getattr(state, "value", state)), queued_at=dag_run.queued_at,
         start=dag_run.start_date, end=dag_run.end_date, task_rows=rows, upstream=upstream,
-        approvals=approvals, step_results=step_results,
+        approvals=approvals, step_results=step_results, labels=target_labels(resolvers),
         evidence=evidence if isinstance(evidence, Mapping) else None,
         conf=dag_run.conf if isinstance(dag_run.conf, Mapping) else None,
     )

@@ -1,8 +1,9 @@
 """What the ledger keeps of one recovery run: facts read off Airflow when the run ended.
 
 A record holds identifiers, states, times and counts, never task arguments, XCom values or
-connection fields: what a step did is told by its state and times, and the only values taken
-from step results are the recovery points' timestamps (for the RPO). Nothing here imports Airflow.
+connection fields: what a step did is told by its state and times. The only values taken from
+task results are the recovery points' timestamps (for the RPO) and the fan-out targets' labels
+(``orders``, ``billing``: what the fan-out ran over). Nothing here imports Airflow.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class TaskRecord(_Model):
 
     task_id: str
     map_index: int = -1
-    target: str | None = None  # the target's label (Airflow's rendered map index) in fan-outs
+    target: str | None = None  # fan-outs: the target's label (rendered map index, else the resolver's target)
     phase: str | None = None  # the spec phase; None for preflight, finally steps and outcome
     kind: TaskKind = "step"
     state: str | None = None
