@@ -9,7 +9,7 @@ from rich.text import Text
 from recovery_provider.evidence.html import seconds
 from recovery_provider.evidence.report import Report, Trend
 
-_STYLE = {"met": "green", "success": "green", "missed": "red", "failed": "red", "upstream_failed": "red",
+_STYLE = {"met": "green", "success": "green", "ok": "green", "missed": "red", "failed": "red", "upstream_failed": "red",
           "partial": "yellow", "unknown": "yellow"}
 
 

@@ -79,7 +79,7 @@ class RunRecord(_Model):
     start: dt.datetime | None = None
     end: dt.datetime | None = None
     achieved_seconds: float | None = None  # end - start: the recovery time this run achieved
-    outcome: str | None = None  # success | partial | failed, from the outcome task (None: it did not decide)
+    outcome: str | None = None  # ok | partial | failed, from the outcome task (None: it did not decide)
     failed_phases: list[str] = Field(default_factory=list)
     partial_phases: list[str] = Field(default_factory=list)
     dry_run: bool = False
