@@ -350,3 +350,15 @@ def test_fan_out_targets_are_labelled_from_their_resolvers() -> None:
     )
     assert [t.target for t in record.tasks] == ["billing", None, '{"host": "app-5", "port": 8080}', "named-by-airflow"]
     assert "restore.each.load[billing]" in [b.label for b in build_report(record).tasks]
+
+
+def test_critical_path_passes_through_skipped_tasks() -> None:
+    rows = [
+        row("p.a", 0, 5, upstream=[]),
+        row("p.b", 0, 8, upstream=[]),
+        row("p.b__undo", 9, 9, state="skipped", upstream=["p.b"]),  # compensation not needed
+        row("outcome", 10, 11, upstream=["p.b__undo", "p.a"]),
+    ]
+    tasks = [TaskRecord(task_id=r["task_id"], state=r["state"], start=r["start_date"], end=r["end_date"],
+                        upstream=r["upstream"]) for r in rows]
+    assert [t.task_id for t in critical_path(tasks)] == ["p.b", "outcome"]

@@ -18,7 +18,7 @@ def _styled(value: str | None) -> Text:
 
 
 def timeline_lines(report: Report, width: int) -> list[str]:
-    """A text Gantt of the phases and tasks; '#' marks the critical path, '=' other work."""
+    """A text Gantt of the tasks: '#' the critical path, '=' other work, '.' skipped."""
     bars = [b for b in report.tasks if b.kind not in ("control",)]
     total = max([b.offset + b.length for b in bars] + [1e-9])
     label_width = min(34, max((len(b.label) for b in bars), default=5))
@@ -28,7 +28,7 @@ def timeline_lines(report: Report, width: int) -> list[str]:
         last = min(width - 1, max(first, int((bar.offset + bar.length) / total * width) - 1))
         cells = [" "] * width
         for column in range(first, last + 1):
-            cells[column] = "#" if bar.critical else "="
+            cells[column] = "#" if bar.critical else ("." if bar.state == "skipped" else "=")
         lines.append(f"{bar.label[:label_width]:<{label_width}} |{''.join(cells)}| {bar.state or '-'}")
     lines.append(f"{'':<{label_width}}  0{' ' * max(width - len(seconds(total)) - 1, 1)}{seconds(total)}")
     return lines

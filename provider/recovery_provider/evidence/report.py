@@ -112,19 +112,37 @@ def _label(task: TaskRecord) -> str:
 
 def critical_path(tasks: Sequence[TaskRecord]) -> list[TaskRecord]:
     """The chain of task instances that set the run's end: from the last task to finish, step back
-    each time to the upstream instance that finished last (what it waited for)."""
-    ran = [t for t in tasks if t.end is not None]
+    each time to the upstream instance that finished last (what it waited for). Skipped tasks did
+    no work: the path goes through them to what they waited for."""
+    upstream_of = {t.task_id: t.upstream for t in tasks}
+    ran = [t for t in tasks if t.end is not None and t.state != "skipped"]
     if not ran:
         return []
     by_id: dict[str, list[TaskRecord]] = {}
     for task in ran:
         by_id.setdefault(task.task_id, []).append(task)
     end_of = {t.key: t.end for t in ran}
+
+    def waited_for(task: TaskRecord) -> list[str]:
+        """Upstream task ids that ran; a skipped (or never run) task passes on its own upstream."""
+        found: list[str] = []
+        todo, seen_ids = list(task.upstream), set()
+        while todo:
+            up = todo.pop()
+            if up in seen_ids:
+                continue
+            seen_ids.add(up)
+            if up in by_id:
+                found.append(up)
+            else:
+                todo += upstream_of.get(up, [])
+        return found
+
     current = max(ran, key=lambda t: (t.end, t.key))
     path = [current]
     seen = {current.key}
     while True:
-        candidates = [u for up in current.upstream for u in by_id.get(up, ()) if u.key not in seen]
+        candidates = [u for up in waited_for(current) for u in by_id[up] if u.key not in seen]
         if not candidates:
             break
         current = max(candidates, key=lambda t: (end_of[t.key], t.key))
