@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -38,6 +39,7 @@ class EvidenceRuns:
     s3_endpoint: str
     location: str  # the backups
     drill_run: str
+    stopped_run: str  # a drill marked failed by hand while awaiting approval
     check_runs: list[str]
 
 
@@ -90,7 +92,7 @@ def evidence_cluster(tmp_path_factory: pytest.TempPathFactory, ledger_s3: tuple[
 
 @pytest.fixture(scope="session")
 def evidence_runs(evidence_cluster: AirflowCluster, ledger_s3: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> EvidenceRuns:
-    """One drill (approved by admin) and two freshness checks, all ended and recorded."""
+    """One drill approved by admin, one stopped by hand, two freshness checks: all ended and recorded."""
     cluster = evidence_cluster
     api = cluster.api
     cluster.metadata.create_database("evidence_src")
@@ -113,6 +115,12 @@ def evidence_runs(evidence_cluster: AirflowCluster, ledger_s3: tuple[str, str], 
     api.answer_hitl("evidence_drill", drill, "approve.approve", ["Approve"])
     state = api.wait_for_run("evidence_drill", drill, timeout=240)
     assert state == "success", {(t.task_id, t.map_index): t.state for t in api.task_instances("evidence_drill", drill)}
+    # a drill stopped by hand while it waits for its approval: the api-server ends it, the
+    # outcome task never runs; the listener there still records what happened
+    stopped = api.trigger("evidence_drill", {"location": location, "marker": str(store / "unused-marker")})
+    api.wait_for_task_state("evidence_drill", stopped, "approve.approve", ["awaiting_input"], timeout=180)
+    api.request("PATCH", f"/dags/evidence_drill/dagRuns/{quote(stopped, safe='')}", json={"state": "failed"})
+    assert api.wait_for_run("evidence_drill", stopped, timeout=60) == "failed"
     checks = []
     for _ in range(2):
         run_id = api.trigger("evidence_check", {"location": location})
@@ -121,6 +129,6 @@ def evidence_runs(evidence_cluster: AirflowCluster, ledger_s3: tuple[str, str], 
         checks.append(run_id)
     ledger = Ledger(LEDGER)
     deadline = time.monotonic() + 30  # the scheduler writes the record as it closes the run
-    while time.monotonic() < deadline and len(ledger.runs("evidence_drill") + ledger.runs("evidence_check")) < 3:
+    while time.monotonic() < deadline and len(ledger.runs("evidence_drill") + ledger.runs("evidence_check")) < 4:
         time.sleep(0.5)
-    return EvidenceRuns(cluster, LEDGER, ledger_s3[0], location, drill, checks)
+    return EvidenceRuns(cluster, LEDGER, ledger_s3[0], location, drill, stopped, checks)

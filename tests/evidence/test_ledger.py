@@ -65,10 +65,20 @@ def test_the_approval_records_who_answered_what(evidence_runs: EvidenceRuns) -> 
     assert approval.asked_at and approval.responded_at and approval.responded_at >= approval.asked_at
 
 
+def test_a_run_stopped_by_hand_is_recorded_as_far_as_it_went(evidence_runs: EvidenceRuns) -> None:
+    record = record_of(evidence_runs, "evidence_drill", evidence_runs.stopped_run)
+    states = {t.task_id: t.state for t in record.tasks}
+    assert record.state == "failed" and record.outcome is None and record.plan is None
+    assert states["backup.dump"] == "success" and states["approve.approve"] not in ("success", None)
+    [approval] = record.approvals
+    assert approval.responded_by is None and approval.chosen is None
+
+
 def test_data_age_is_the_age_of_the_backup_the_check_relied_on(evidence_runs: EvidenceRuns) -> None:
     store = Path(evidence_runs.location.removeprefix("file://")) / "evidence_src"
-    [manifest] = list(store.glob("*/manifest.json"))
-    finished = datetime.fromisoformat(json.loads(manifest.read_text())["finished_at"])
+    manifests = list(store.glob("*/manifest.json"))
+    assert len(manifests) == 2  # one per drill run
+    finished = max(datetime.fromisoformat(json.loads(m.read_text())["finished_at"]) for m in manifests)
     for run_id in evidence_runs.check_runs:
         record = record_of(evidence_runs, "evidence_check", run_id)
         assert record.start is not None and record.recovery_point == finished
@@ -88,7 +98,7 @@ def ledger_objects(runs: EvidenceRuns) -> dict[str, str]:
 
 def test_ledger_and_report_hold_no_secret(evidence_runs: EvidenceRuns) -> None:
     objects = ledger_objects(evidence_runs)
-    assert len(objects) == 3
+    assert len(objects) == 4
     for key, text in objects.items():
         assert PG_PASSWORD not in text and "aws_secret" not in text and "endpoint_url" not in text, key
     report = subprocess.run(

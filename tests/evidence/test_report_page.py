@@ -130,5 +130,5 @@ def test_chromium_renders_the_report_and_the_runs_page(evidence_runs: EvidenceRu
     browser.get(f"{base}/recovery/")
     sections = [h.text for h in browser.find_elements(By.TAG_NAME, "h2")]
     assert sections == ["evidence_check", "evidence_drill"]
-    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.trend circle")) == 2  # two checks: a trend line
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.trend circle")) == 4  # two runs of each: trend lines
     assert browser.save_screenshot(str(ARTIFACTS / "evidence-runs.png"))
