@@ -7,7 +7,8 @@ validating, compiling and rendering it (``load_dags`` on a folder holding that o
 baseline, executing a hand-written DAG file with the same graph and DAG settings: phases as
 TaskGroups of 10 parallel tasks, one join task between phases, a start and an end task, the
 `dry_run` param and an owner (every task copies the DAG's params, a real share of parse time). Each figure is the median
-of several runs in a warm process (imports already done, as in Airflow's parsing processes).
+of several fresh processes, each timing one parse after its imports (as Airflow's dag-processor
+parses a file in a new process).
 """
 
 from __future__ import annotations

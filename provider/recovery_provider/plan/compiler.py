@@ -273,11 +273,12 @@ class _Compiler:
             elif step.pool_slots > declared.slots:
                 self.error("pool-too-small", f"step '{step.id}' takes {step.pool_slots} slots of pool '{pool}', which has {declared.slots}: it could never start", (*path, "pool_slots"))
 
-        def pick(name: str) -> object:
-            own = getattr(step, name)
-            return own if own is not None else getattr(defaults, name)
-
-        retry_delay = pick("retry_delay")
+        # Own setting, else the spec's default (written out: this runs once per step at parse time).
+        retries = step.retries if step.retries is not None else defaults.retries
+        retry_delay = step.retry_delay if step.retry_delay is not None else defaults.retry_delay
+        backoff = step.backoff if step.backoff is not None else defaults.backoff
+        max_retry_delay = step.max_retry_delay if step.max_retry_delay is not None else defaults.max_retry_delay
+        timeout = step.timeout if step.timeout is not None else defaults.timeout
         return PlanStep(
             id=step.id,
             phase_id=phase.id if phase else None,
@@ -286,11 +287,11 @@ class _Compiler:
             args=dict(step.with_),
             display_name=step.name or step.id.replace("_", " "),
             description=step.description,
-            retries=int(pick("retries") or 0),  # type: ignore[call-overload]
+            retries=int(retries or 0),
             retry_delay=retry_delay if isinstance(retry_delay, timedelta) else timedelta(0),
-            backoff=float(pick("backoff") or 1.0),  # type: ignore[arg-type]
-            max_retry_delay=pick("max_retry_delay"),  # type: ignore[arg-type]
-            timeout=pick("timeout"),  # type: ignore[arg-type]
+            backoff=float(backoff or 1.0),
+            max_retry_delay=max_retry_delay,
+            timeout=timeout,
             pool=pool,
             pool_slots=step.pool_slots,
             queue=step.queue or (phase.queue if phase else None) or defaults.queue,

@@ -42,6 +42,7 @@ class _Renderer:
         self.source = source
         self.exits: dict[str, BaseOperator] = {}
         self.after_gates: list[BaseOperator] = []  # compensations: finally waits for them too
+        self.classes: dict[str, type[BaseOperator]] = {}  # operator path -> class, once per DAG
 
     def fail(self, step: PlanStep | PlanAction | None, message: str) -> RenderError:
         where = f" (step '{step.id}')" if isinstance(step, PlanStep) else ""
@@ -49,6 +50,9 @@ class _Renderer:
 
     # -- operators ------------------------------------------------------------------------------
     def operator_class(self, item: PlanStep | PlanAction) -> type[BaseOperator]:
+        cached = self.classes.get(item.operator)
+        if cached is not None:
+            return cached
         module_name, _, attribute = item.operator.partition(":")
         try:
             found = getattr(importlib.import_module(module_name), attribute)
@@ -56,6 +60,7 @@ class _Renderer:
             raise self.fail(item, f"cannot import operator '{item.uses}' ({item.operator}): {exc}") from None
         if not (isinstance(found, type) and issubclass(found, BaseOperator)):
             raise self.fail(item, f"'{item.uses}' ({item.operator}) is not an Airflow operator class")
+        self.classes[item.operator] = found
         return found
 
     def construct(self, item: PlanStep | PlanAction, task_id: str, extra: dict[str, Any]) -> BaseOperator:
@@ -78,8 +83,9 @@ class _Renderer:
             "task_display_name": step.display_name,
             "trigger_rule": trigger_rule,
             "pool_slots": step.pool_slots,
-            **(overrides or {}),
         }
+        if overrides:
+            extra.update(overrides)
         if step.description:
             extra["doc_md"] = step.description
         if step.backoff > 1:

@@ -7,7 +7,10 @@ reject duplicate keys (YAML silently keeps the last one) and refuse alias bombs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -25,13 +28,46 @@ MAX_BYTES = 2 * 1024 * 1024
 MAX_NODES = 200_000
 
 
-@dataclass
 class SourceMap:
-    """Line/column of each key and value, by path in the loaded document."""
+    """Line/column of each key and value, by path in the loaded document.
 
-    file: str
-    keys: dict[Path, Location] = field(default_factory=dict)
-    values: dict[Path, Location] = field(default_factory=dict)
+    Positions matter only when something is wrong, so a map made from `text` computes them on
+    first use (composing the text again) instead of on every parse.
+    """
+
+    def __init__(self, file: str, keys: dict[Path, Location] | None = None,
+                 values: dict[Path, Location] | None = None, *, text: str | None = None) -> None:
+        self.file = file
+        self._text = text
+        lazy = text is not None and keys is None and values is None
+        self._keys: dict[Path, Location] | None = None if lazy else (keys or {})
+        self._values: dict[Path, Location] | None = None if lazy else (values or {})
+
+    def _positions(self) -> None:
+        keys: dict[Path, Location] = {}
+        values: dict[Path, Location] = {}
+        if self._text is not None:
+            with _no_gc():
+                node = yaml.compose(self._text, Loader=_Loader)  # parsed once already: cannot fail
+                if node is not None:
+                    converter = _Converter(self.file, keys, values)
+                    converter.convert(node, ())
+                    converter.loader.dispose()
+        self._keys, self._values, self._text = keys, values, None
+
+    @property
+    def keys(self) -> dict[Path, Location]:
+        if self._keys is None:
+            self._positions()
+        assert self._keys is not None
+        return self._keys
+
+    @property
+    def values(self) -> dict[Path, Location]:
+        if self._values is None:
+            self._positions()
+        assert self._values is not None
+        return self._values
 
     def locate(self, path: Path, *, key: bool = False) -> Location:
         """The closest known location of `path`: the path itself, else its nearest parent."""
@@ -49,21 +85,43 @@ class YamlDocument:
     source: SourceMap
 
 
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a node tree is built and walked.
+
+    The tree is acyclic and freed by reference counting on return, so collections during it
+    would only scan it and promote it to older generations (which then triggers a full
+    collection of the whole process later in the parse). The previous state is restored.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class _Converter:
-    def __init__(self, source: SourceMap) -> None:
-        self.source = source
+    """Node tree -> plain data; records positions into `keys`/`values` when given them."""
+
+    def __init__(self, file: str, keys: dict[Path, Location] | None = None, values: dict[Path, Location] | None = None) -> None:
+        self.file = file
+        self.keys = keys
+        self.values = values
         self.count = 0
         self.errors: list[Diagnostic] = []
         self.loader = _Loader("")  # constructs scalars only; never dispatches on Python tags
 
     def _loc(self, node: yaml.Node) -> Location:
-        return Location(self.source.file, node.start_mark.line + 1, node.start_mark.column + 1)
+        return Location(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
     def convert(self, node: yaml.Node, path: Path) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
             raise _TooLarge
-        self.source.values.setdefault(path, self._loc(node))
+        if self.values is not None:
+            self.values.setdefault(path, self._loc(node))
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
             self.errors.append(Diagnostic("error", "yaml-tag", f"YAML tag {node.tag} is not allowed in a spec: remove it", self._loc(node), path))
         if isinstance(node, yaml.MappingNode):
@@ -81,7 +139,8 @@ class _Converter:
                         Diagnostic("error", "duplicate-key", f"duplicate key '{key}': it is already set above; keep one", self._loc(key_node), (*path, key))
                     )
                     continue
-                self.source.keys[(*path, key)] = self._loc(key_node)
+                if self.keys is not None:
+                    self.keys[(*path, key)] = self._loc(key_node)
                 result[key] = self.convert(value_node, (*path, key))
             return result
         if isinstance(node, yaml.SequenceNode):
@@ -119,28 +178,32 @@ def _syntax_error(exc: yaml.MarkedYAMLError, file: str) -> Diagnostic:
 
 
 def load_yaml(text: str, file: str) -> tuple[YamlDocument | None, list[Diagnostic]]:
-    """Parse YAML text safely. Returns the document (None when unusable) and the problems found."""
-    source = SourceMap(file)
+    """Parse YAML text safely. Returns the document (None when unusable) and the problems found.
+
+    The document's source map computes line/column positions only when a diagnostic asks for one.
+    """
     if len(text.encode("utf-8", "replace")) > MAX_BYTES:
         return None, [Diagnostic("error", "too-large", f"the file is larger than {MAX_BYTES // 1024 // 1024} MiB: a spec is a few KiB", Location(file, 1, 1))]
-    try:
-        node = yaml.compose(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as exc:
-        return None, [_syntax_error(exc, file)]
-    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (control characters)
-        line = text.count("\n", 0, exc.position) + 1
-        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
-        return None, [Diagnostic("error", "yaml-syntax", f"YAML syntax: character {_codepoint(exc.character)} is not allowed in YAML text: delete it", Location(file, line, column))]
-    except (yaml.YAMLError, UnicodeError) as exc:  # UnicodeError: lone surrogates in text given as str
-        return None, [Diagnostic("error", "yaml-syntax", f"YAML syntax: {exc}", Location(file, 1, 1))]
-    if node is None:
-        return None, [Diagnostic("error", "empty", "the file is empty: a spec starts with 'recovery: <id>'", Location(file, 1, 1))]
-    converter = _Converter(source)
-    try:
-        data = converter.convert(node, ())
-        converter.loader.dispose()
-    except _TooLarge:
-        return None, [Diagnostic("error", "too-large", f"the document expands to over {MAX_NODES} values (aliases?): write it out plainly", Location(file, 1, 1))]
-    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
-        return None, [Diagnostic("error", "yaml-value", f"YAML value: {exc}", Location(file, 1, 1))]
-    return YamlDocument(data, source), converter.errors
+    with _no_gc():
+        try:
+            node = yaml.compose(text, Loader=_Loader)
+        except yaml.MarkedYAMLError as exc:
+            return None, [_syntax_error(exc, file)]
+        except yaml.reader.ReaderError as exc:  # a character YAML does not allow (control characters)
+            line = text.count("\n", 0, exc.position) + 1
+            column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+            return None, [Diagnostic("error", "yaml-syntax", f"YAML syntax: character {_codepoint(exc.character)} is not allowed in YAML text: delete it", Location(file, line, column))]
+        except (yaml.YAMLError, UnicodeError) as exc:  # UnicodeError: lone surrogates in text given as str
+            return None, [Diagnostic("error", "yaml-syntax", f"YAML syntax: {exc}", Location(file, 1, 1))]
+        if node is None:
+            return None, [Diagnostic("error", "empty", "the file is empty: a spec starts with 'recovery: <id>'", Location(file, 1, 1))]
+        converter = _Converter(file)
+        try:
+            data = converter.convert(node, ())
+            converter.loader.dispose()
+        except _TooLarge:
+            return None, [Diagnostic("error", "too-large", f"the document expands to over {MAX_NODES} values (aliases?): write it out plainly", Location(file, 1, 1))]
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+            return None, [Diagnostic("error", "yaml-value", f"YAML value: {exc}", Location(file, 1, 1))]
+        del node
+    return YamlDocument(data, SourceMap(file, text=text)), converter.errors
