@@ -139,6 +139,21 @@ def test_compensation_undoes_what_succeeded_newest_first_and_finally_still_fails
     assert (report.outcome, report.failed_phases, report.failures) == ("failed", ["change", "later"], ["change.third: failed", "later.never: upstream_failed"])
 
 
+def test_fan_out_compensates_per_target_only_what_succeeded_and_probes_skip_done_work(
+    cluster: AirflowCluster, tmp_path: Path,
+) -> None:
+    (tmp_path / "beta.done").touch()  # beta's change was made by an earlier run
+    state, tis = run(cluster, "sched_fanout_saga", {"dir": str(tmp_path)})
+    got = states(tis)
+    assert state == "failed", got
+    # targets are mapped in order: alpha 0, beta 1, bad 2
+    assert [got[f"apply.each.change[{i}]"] for i in range(3)] == ["success", "skipped", "failed"]
+    assert [got[f"apply.undo.change__undo[{i}]"] for i in range(3)] == ["success", "skipped", "skipped"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alpha.changed", "alpha.undone", "beta.done"]
+    assert window(tis[("apply.undo.change__undo", 0)])[0] >= window(tis[("apply.gate", -1)])[1]
+    assert got["later.never"] == "upstream_failed"
+
+
 @pytest.mark.parametrize(
     ("failure_type", "taken"),
     [

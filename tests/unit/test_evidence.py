@@ -337,7 +337,8 @@ def test_fan_out_targets_are_labelled_from_their_resolvers() -> None:
         "restart.wave2_targets": [{"target": {"host": "app-5", "port": 8080}}],
         "restart.targets": "not a list",
     })
-    assert labels == {"restore.each.": ["orders", "billing"], "restart.wave2.": ['{"host": "app-5", "port": 8080}']}
+    assert labels == {"restore.each.": ["orders", "billing"], "restore.undo.": ["orders", "billing"],
+                      "restart.wave2.": ['{"host": "app-5", "port": 8080}']}
     rows = [
         row("restore.each.load", 0, 1, map_index=1),
         row("restore.each.load", 0, 1, map_index=5),  # beyond the list: no label

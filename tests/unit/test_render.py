@@ -168,16 +168,42 @@ phases:
     assert upstream(dag, "a.gate") == {"a.first", "a.make__probe", "a.make"}
 
 
-@pytest.mark.parametrize("feature", ["compensate", "skip_if"])
-def test_fan_out_steps_refuse_what_is_not_built_rather_than_ignore_it(feature: str) -> None:
-    plan = plan_of(f"""
+def test_fan_out_steps_get_per_target_probes_and_compensations() -> None:
+    dag = build_dag(plan_of("""
 recovery: r
-defaults: {{timeout: 1m}}
+defaults: {timeout: 1m}
 phases:
   - id: a
-    for_each: {{over: [x]}}
+    for_each: {over: [x, y], as: db}
     steps:
-      - {{id: s, uses: bash, with: {{bash_command: "echo {{{{ target }}}}"}}, {feature}: {{uses: empty}}}}
+      - id: s
+        uses: bash
+        with: {bash_command: "change {{ db }}"}
+        skip_if: {uses: bash, with: {bash_command: "done? {{ db }}"}}
+        compensate: {uses: bash, with: {bash_command: "undo {{ db }}"}}
+      - {id: t, uses: bash, with: {bash_command: "more {{ db }}"}, compensate: {uses: bash, with: {bash_command: "unmore {{ db }}"}}}
+finally:
+  - {id: cleanup, uses: bash, with: {bash_command: "echo"}}
+"""), "r.yaml")
+    assert upstream(dag, "a.each.s__probe") == {"a.targets"}
+    assert upstream(dag, "a.each.s") == {"a.each.s__probe", "a.targets"}
+    assert upstream(dag, "a.each.t") == {"a.each.s", "a.targets"}
+    # the compensations: a second group mapped over the same targets, newest step first, after the gate
+    assert upstream(dag, "a.undo.t__undo") == {"a.gate", "a.targets"}
+    assert upstream(dag, "a.undo.s__undo") == {"a.undo.t__undo", "a.targets"}
+    assert dag.get_task("a.undo.t__undo").trigger_rule == "one_failed"
+    assert "a.undo.s__undo" in upstream(dag, "cleanup")  # finally waits for them
+
+
+def test_compensation_in_waves_is_refused_rather_than_ignored() -> None:
+    plan = plan_of("""
+recovery: r
+defaults: {timeout: 1m}
+phases:
+  - id: a
+    waves: {over: [x, y], size: 1}
+    steps:
+      - {id: s, uses: bash, with: {bash_command: "echo {{ target }}"}, compensate: {uses: empty}}
 """)
-    with pytest.raises(RenderError, match="is not supported yet"):
+    with pytest.raises(RenderError, match="'compensate' on a step of a waves phase is not supported yet"):
         build_dag(plan, "r.yaml")

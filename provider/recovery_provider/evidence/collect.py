@@ -72,16 +72,18 @@ def recovery_points(values: Iterable[Any]) -> list[dt.datetime]:
 def target_labels(resolver_results: Mapping[str, Any]) -> dict[str, list[str]]:
     """Labels of a fan-out's targets, by the id prefix of the mapped tasks they feed.
 
-    The resolver ``P.targets`` feeds ``P.each.*``; a wave's slice ``P.waveN_targets`` feeds
+    The resolver ``P.targets`` feeds ``P.each.*`` and ``P.undo.*``; a wave's slice ``P.waveN_targets`` feeds
     ``P.waveN.*``. Each result is the list of per-target kwargs; only its ``target`` is read.
     """
     labels: dict[str, list[str]] = {}
     for task_id, value in resolver_results.items():
         phase, _, last = task_id.rpartition(".")
-        group = "each" if last == "targets" else last.removesuffix("_targets")
         if not phase or not isinstance(value, list):
             continue
-        labels[f"{phase}.{group}."] = [_short(row.get("target")) if isinstance(row, Mapping) else "?" for row in value]
+        names = [_short(row.get("target")) if isinstance(row, Mapping) else "?" for row in value]
+        # the resolver also feeds the per-target compensations (group `undo`)
+        for group in (("each", "undo") if last == "targets" else (last.removesuffix("_targets"),)):
+            labels[f"{phase}.{group}."] = names
     return labels
 
 

@@ -34,6 +34,7 @@ from recovery_provider.render.operators import WaveCheckpointOperator
 from recovery_provider.render.policy import mentions_target
 
 EACH = "each"  # group id of the mapped task group inside a for_each phase
+UNDO_GROUP = "undo"  # group id of the per-target compensations of a for_each phase
 
 
 class _Renderer:
@@ -41,7 +42,9 @@ class _Renderer:
         self.plan = plan
         self.source = source
         self.exits: dict[str, BaseOperator] = {}
-        self.after_gates: list[BaseOperator] = []  # compensations: finally waits for them too
+        self.after_gates: list[Any] = []  # compensations (tasks or mapped groups): finally waits for them too
+        # for_each phases: what their per-target compensation group is mapped with
+        self.fan_out_undo: dict[str, tuple[dict[str, dict[str, Any]], list[str], Any]] = {}
         self.classes: dict[str, type[BaseOperator]] = {}  # operator path -> class, once per DAG
 
     def fail(self, step: PlanStep | PlanAction | None, message: str) -> RenderError:
@@ -170,7 +173,10 @@ class _Renderer:
                 },
             )
             gate.set_upstream(work)
-            self.compensations(phase, gate)
+            if phase.id in self.fan_out_undo:
+                self.mapped_compensations(phase, gate, *self.fan_out_undo[phase.id])
+            else:
+                self.compensations(phase, gate)
         for up in upstream:  # one call per upstream gate: per-entry calls cost O(entries) hashing
             up.set_downstream(entries)
         return gate
@@ -217,9 +223,17 @@ class _Renderer:
         step_args: dict[str, dict[str, Any]] = {}
         takes_target: list[str] = []
         for step in phase.steps:
-            for feature in ("compensate", "skip_if"):
-                if getattr(step, feature) is not None:
-                    raise self.fail(step, f"'{feature}' on a step of a {phase.kind} phase is not supported yet: move the step to a sequential or parallel phase, or drop '{feature}'")
+            if step.compensate is not None and phase.kind == "waves":
+                raise self.fail(step, "'compensate' on a step of a waves phase is not supported yet: use for_each with max_parallel, or move the step to a sequential or parallel phase")
+            # probes and compensations run per target too: their arguments get the target like the step's
+            for suffix, action in ((PROBE_SUFFIX, step.skip_if), (UNDO_SUFFIX, step.compensate)):
+                if action is None:
+                    continue
+                key = f"{step.id}{suffix}"
+                action_cls = self.operator_class(action)
+                step_args[key] = {k: v for k, v in action.args.items() if mentions_target(v, arg)}
+                if arg not in action.args and _accepts(action_cls, arg):
+                    takes_target.append(key)
             cls = self.operator_class(step)
             step_args[step.id] = {k: v for k, v in step.args.items() if mentions_target(v, arg)}
             if arg not in step.args and _accepts(cls, arg):
@@ -247,36 +261,86 @@ class _Renderer:
             retries=0, task_display_name=f"{phase.id}: targets",
         )
 
-    def mapped_steps(self, phase: PlanPhase, group_id: str, step_args: dict[str, dict[str, Any]],
-                     takes_target: list[str], targets: Any) -> Any:
-        """A mapped task group running the phase's steps in order, once per target."""
-        fan = phase.fan_out
-        assert fan is not None
-        arg = fan.arg_name
+    def mapped_group(self, phase: PlanPhase, group_id: str, step_args: dict[str, dict[str, Any]],
+                     takes_target: list[str], targets: Any, build: Callable[[Callable[[str], dict[str, Any]]], None]) -> Any:
+        """A task group mapped over the targets; `build(args_of)` creates its tasks, where
+        `args_of(key)` gives the per-target arguments of step (or probe/undo) `key`."""
+        arg = phase.fan_out.arg_name if phase.fan_out else ""
         names = ["target", *(f"{s}__{n}" for s, args in step_args.items() for n in args),
                  *(f"{s}__{arg}" for s in takes_target)]
 
         def body(**mapped: Any) -> None:
-            previous: BaseOperator | None = None
-            for step in phase.steps:
-                overrides = {n: mapped[f"{step.id}__{n}"] for n in step_args[step.id]}
-                if step.id in takes_target:
-                    overrides[arg] = mapped[f"{step.id}__{arg}"]
-                task = self.step_task(step, overrides=overrides, max_active=fan.max_parallel)
-                if previous is not None:
-                    task.set_upstream(previous)
-                previous = task
+            def args_of(key: str) -> dict[str, Any]:
+                found = {n: mapped[f"{key}__{n}"] for n in step_args.get(key, {})}
+                if key in takes_target:
+                    found[arg] = mapped[f"{key}__{arg}"]
+                return found
+
+            build(args_of)
 
         body.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in dict.fromkeys(names)]
         )
         return task_group(group_id=group_id)(body).expand_kwargs(targets)
 
+    def mapped_steps(self, phase: PlanPhase, group_id: str, step_args: dict[str, dict[str, Any]],
+                     takes_target: list[str], targets: Any) -> Any:
+        """The phase's steps in order, once per target; a step's `skip_if` probe runs just before it."""
+        fan = phase.fan_out
+        assert fan is not None
+
+        def build(args_of: Callable[[str], dict[str, Any]]) -> None:
+            previous: BaseOperator | None = None
+            for step in phase.steps:
+                probe = None
+                if step.skip_if is not None:
+                    probe = self.construct(step.skip_if, f"{step.id}{PROBE_SUFFIX}", {
+                        **args_of(f"{step.id}{PROBE_SUFFIX}"), "retries": 0, "execution_timeout": step.skip_if.timeout,
+                        "max_active_tis_per_dagrun": fan.max_parallel, "task_display_name": f"{step.display_name}: already done?",
+                    })
+                task = self.step_task(step, overrides=args_of(step.id), max_active=fan.max_parallel,
+                                      skip_when=probe.task_id if probe else None)
+                if probe is not None:
+                    task.set_upstream(probe)
+                if previous is not None:
+                    (probe or task).set_upstream(previous)
+                previous = task
+
+        return self.mapped_group(phase, group_id, step_args, takes_target, targets, build)
+
+    def mapped_compensations(self, phase: PlanPhase, gate: BaseOperator, step_args: dict[str, dict[str, Any]],
+                             takes_target: list[str], targets: Any) -> None:
+        """Per target, newest first, undo the steps that succeeded for that target when the gate fails."""
+        undoable = [s for s in reversed(phase.steps) if s.compensate is not None]
+        if not undoable:
+            return
+
+        def build(args_of: Callable[[str], dict[str, Any]]) -> None:
+            previous: BaseOperator | None = None
+            for step in undoable:
+                assert step.compensate is not None
+                task = self.construct(step.compensate, f"{step.id}{UNDO_SUFFIX}", {
+                    **args_of(f"{step.id}{UNDO_SUFFIX}"),
+                    "trigger_rule": TriggerRule.ONE_FAILED if previous is None else TriggerRule.ALL_DONE,
+                    "pre_execute": _compensate_only_if(f"{phase.id}.{EACH}.{step.id}", same_target=True),
+                    "task_display_name": f"undo {step.display_name}", "retries": step.retries,
+                    "execution_timeout": step.compensate.timeout,
+                })
+                if previous is None:
+                    task.set_upstream(gate)
+                else:
+                    task.set_upstream(previous)
+                previous = task
+
+        group = self.mapped_group(phase, UNDO_GROUP, step_args, takes_target, targets, build)
+        self.after_gates.append(group)
+
     def fan_out(self, phase: PlanPhase) -> tuple[list[Any], list[Any], list[str]]:
         """A resolver task turns the targets into kwargs; a mapped task group runs the steps per target."""
         step_args, takes_target = self.target_arguments(phase)
         resolver = self.resolver(phase, step_args, takes_target)
         group = self.mapped_steps(phase, EACH, step_args, takes_target, resolver.output)
+        self.fan_out_undo[phase.id] = (step_args, takes_target, resolver.output)
         return [resolver], [group], [f"{phase.id}.{EACH}.{s.id}" for s in phase.steps]
 
     def waves(self, phase: PlanPhase) -> tuple[list[Any], list[Any], list[str]]:
@@ -372,26 +436,31 @@ class _Renderer:
 
 
 def _skip_when_done(probe_task_id: str, dry_run_aware: bool) -> Callable[[Any], None]:
+    """pre_execute of a step with `skip_if`: skip when its probe (for the same target) found the work done."""
     def hook(context: Any) -> None:
         from airflow.sdk.exceptions import AirflowSkipException
 
         if not dry_run_aware:
             runtime.skip_in_dry_run(context)
-        found = context["ti"].xcom_pull(task_ids=probe_task_id)
+        ti = context["ti"]
+        found = ti.xcom_pull(task_ids=probe_task_id, map_indexes=ti.map_index) if ti.map_index >= 0 else ti.xcom_pull(task_ids=probe_task_id)
         if found:
             raise AirflowSkipException(f"already done, as {probe_task_id} found ({found!r}): nothing to do")
 
     return hook
 
 
-def _compensate_only_if(step_task_id: str) -> Callable[[Any], None]:
+def _compensate_only_if(step_task_id: str, same_target: bool = False) -> Callable[[Any], None]:
+    """pre_execute of an undo task: skip unless its step succeeded (for the same target, in fan-outs)."""
     def hook(context: Any) -> None:
         from airflow.sdk.exceptions import AirflowSkipException
 
         runtime.skip_in_dry_run(context)
-        state = runtime.task_state(context, step_task_id)
+        map_index = context["ti"].map_index if same_target else -1
+        state = runtime.task_state(context, step_task_id, map_index)
         if state != "success":
-            raise AirflowSkipException(f"{step_task_id} did not succeed ({state}): nothing to undo")
+            where = f"{step_task_id}[{map_index}]" if map_index >= 0 else step_task_id
+            raise AirflowSkipException(f"{where} did not succeed ({state}): nothing to undo")
 
     return hook
 

@@ -28,8 +28,11 @@ def states_of(context: Any, task_ids: list[str]) -> dict[str, str | None]:
     return _states(context, task_ids=task_ids)
 
 
-def task_state(context: Any, task_id: str) -> str | None:
-    return _states(context, task_ids=[task_id]).get(task_id)
+def task_state(context: Any, task_id: str, map_index: int = -1) -> str | None:
+    """The state of one task instance of this run (one target of a mapped task when map_index >= 0)."""
+    if map_index < 0:
+        return _states(context, task_ids=[task_id]).get(task_id)
+    return _states(context, task_ids=[task_id], map_index=map_index).get(f"{task_id}_{map_index}")
 
 
 def gate(phase_id: str, policy: dict[str, Any], fan_out: bool, non_critical: list[str], work_tasks: list[str],
