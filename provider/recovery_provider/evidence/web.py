@@ -13,11 +13,11 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
+from recovery_provider.evidence import URL_PREFIX
 from recovery_provider.evidence.html import report_html, runs_html
 from recovery_provider.evidence.ledger import Ledger, LedgerError
 from recovery_provider.evidence.report import Report, Trend, build_report, build_trend
 
-URL_PREFIX = "/recovery"
 RUNS_PER_DAG = 50
 
 

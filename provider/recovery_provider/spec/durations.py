@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import timedelta
 
@@ -18,6 +19,12 @@ def parse_duration(value: object) -> timedelta:
         raise ValueError(f"expected a duration such as 30s, 15m or 1h30m, got {type(value).__name__}")
     if isinstance(value, (int, float)):
         raise ValueError(f"'{value}' has no unit: write {value}s, {value}m or {value}h")
+    return _parse_text(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_text(value: str) -> timedelta:
+    """Cached: a spec repeats the same few durations on every step, and DAG files are parsed often."""
     text = value.replace(" ", "").lower()
     if not text:
         raise ValueError("empty duration: write something like 30s, 15m or 1h30m")
