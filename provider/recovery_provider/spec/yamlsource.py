@@ -7,6 +7,7 @@ reject duplicate keys (YAML silently keeps the last one) and refuse alias bombs.
 
 from __future__ import annotations
 
+import functools
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,9 +19,34 @@ import yaml
 from recovery_provider.spec.diagnostics import Diagnostic, Location, Path
 
 try:
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+    _Base: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
+    _Base = yaml.SafeLoader
+
+
+@functools.lru_cache(maxsize=8192)
+def _resolve(kind: type[yaml.Node], value: str | None, implicit: bool | tuple[bool, bool]) -> str:
+    return str(yaml.SafeLoader.resolve(_RESOLVER, kind, value, implicit))  # type: ignore[no-untyped-call]
+
+
+class _Loader(_Base):  # type: ignore[valid-type,misc]
+    """The safe loader with a memo of implicit tags: a spec repeats the same keys and values on
+    every step, and the tag of a scalar depends on nothing else (the safe loader has no path
+    resolvers, so the per-node descend/ascend bookkeeping is skipped too)."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        # implicit: a (plain, quoted) pair for scalars, a bool for collections
+        return _resolve(kind, value, implicit if isinstance(implicit, bool) else tuple(implicit))
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        return None
+
+    def ascend_resolver(self) -> None:
+        return None
+
+
+_RESOLVER = yaml.SafeLoader("")  # only its resolve() tables are used
+assert not yaml.SafeLoader.yaml_path_resolvers, "path resolvers would make tags depend on the path"
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
