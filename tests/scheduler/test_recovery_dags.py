@@ -139,6 +139,18 @@ def test_compensation_undoes_what_succeeded_newest_first_and_finally_still_fails
     assert (report.outcome, report.failed_phases, report.failures) == ("failed", ["change", "later"], ["change.third: failed", "later.never: upstream_failed"])
 
 
+def test_a_phase_that_succeeds_undoes_nothing(cluster: AirflowCluster, tmp_path: Path) -> None:
+    state, tis = run(cluster, "sched_compensate_ok", {"dir": str(tmp_path)})
+    got = states(tis)
+    assert state == "success", got
+    undos = {k: v for k, v in got.items() if "__undo" in k}
+    # (a mapped undo skipped by its trigger rule is never expanded: one instance, not one per target)
+    assert {k.split("[")[0] for k in undos} == {
+        "change.first__undo", "change.second__undo", "fan.undo.one__undo", "fan.undo.two__undo"}
+    assert set(undos.values()) == {"skipped"}, undos
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_fan_out_compensates_per_target_only_what_succeeded_and_probes_skip_done_work(
     cluster: AirflowCluster, tmp_path: Path,
 ) -> None:

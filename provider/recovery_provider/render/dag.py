@@ -322,7 +322,7 @@ class _Renderer:
                 task = self.construct(step.compensate, f"{step.id}{UNDO_SUFFIX}", {
                     **args_of(f"{step.id}{UNDO_SUFFIX}"),
                     "trigger_rule": TriggerRule.ONE_FAILED if previous is None else TriggerRule.ALL_DONE,
-                    "pre_execute": _compensate_only_if(f"{phase.id}.{EACH}.{step.id}", same_target=True),
+                    "pre_execute": _compensate_only_if(f"{phase.id}.{EACH}.{step.id}", gate.task_id, same_target=True),
                     "task_display_name": f"undo {step.display_name}", "retries": step.retries,
                     "execution_timeout": step.compensate.timeout,
                 })
@@ -425,7 +425,7 @@ class _Renderer:
                 continue
             task = self.construct(step.compensate, f"{step.id}{UNDO_SUFFIX}", {
                 "trigger_rule": TriggerRule.ONE_FAILED if previous is gate else TriggerRule.ALL_DONE,
-                "pre_execute": _compensate_only_if(f"{phase.id}.{step.id}"),
+                "pre_execute": _compensate_only_if(f"{phase.id}.{step.id}", gate.task_id),
                 "task_display_name": f"undo {step.display_name}",
                 "retries": step.retries,
                 "execution_timeout": step.compensate.timeout,
@@ -450,12 +450,17 @@ def _skip_when_done(probe_task_id: str, dry_run_aware: bool) -> Callable[[Any], 
     return hook
 
 
-def _compensate_only_if(step_task_id: str, same_target: bool = False) -> Callable[[Any], None]:
-    """pre_execute of an undo task: skip unless its step succeeded (for the same target, in fan-outs)."""
+def _compensate_only_if(step_task_id: str, gate_task_id: str, same_target: bool = False) -> Callable[[Any], None]:
+    """pre_execute of an undo task: skip unless the phase failed and its step had succeeded (for the
+    same target, in fan-outs). The gate is checked here, not only by trigger rules: the second undo
+    of a chain waits with all_done, which a skipped first undo satisfies."""
     def hook(context: Any) -> None:
         from airflow.sdk.exceptions import AirflowSkipException
 
         runtime.skip_in_dry_run(context)
+        gate_state = runtime.task_state(context, gate_task_id)
+        if gate_state != "failed":
+            raise AirflowSkipException(f"{gate_task_id} is {gate_state}, the phase did not fail: nothing to undo")
         map_index = context["ti"].map_index if same_target else -1
         state = runtime.task_state(context, step_task_id, map_index)
         if state != "success":
