@@ -162,6 +162,7 @@ def test_fan_out_compensates_per_target_only_what_succeeded_and_probes_skip_done
     assert [got[f"apply.each.change[{i}]"] for i in range(3)] == ["success", "skipped", "failed"]
     assert [got[f"apply.undo.change__undo[{i}]"] for i in range(3)] == ["success", "skipped", "skipped"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["alpha.changed", "alpha.undone", "beta.done"]
+    assert got["apply.each.verify[1]"] == "success"  # beta's change was skipped as done: verify still runs
     assert window(tis[("apply.undo.change__undo", 0)])[0] >= window(tis[("apply.gate", -1)])[1]
     assert got["later.never"] == "upstream_failed"
 
@@ -283,6 +284,7 @@ def test_an_idempotency_probe_skips_work_already_done(cluster: AirflowCluster, t
     state, tis = run(cluster, "sched_idempotent", {"marker": str(marker)})
     assert state == "success", states(tis)
     assert states(tis)["ensure.create__probe"] == "success" and states(tis)["ensure.create"] == "skipped"
+    assert states(tis)["ensure.check"] == "success"  # the work is done: what follows it still runs
     assert marker.read_text() == "kept\n"
 
 

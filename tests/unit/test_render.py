@@ -188,6 +188,7 @@ finally:
     assert upstream(dag, "a.each.s__probe") == {"a.targets"}
     assert upstream(dag, "a.each.s") == {"a.each.s__probe", "a.targets"}
     assert upstream(dag, "a.each.t") == {"a.each.s", "a.targets"}
+    assert dag.get_task("a.each.t").trigger_rule == "none_failed"  # s may be skipped as already done
     # the compensations: a second group mapped over the same targets, newest step first, after the gate
     assert upstream(dag, "a.undo.t__undo") == {"a.gate", "a.targets"}
     assert upstream(dag, "a.undo.s__undo") == {"a.undo.t__undo", "a.targets"}

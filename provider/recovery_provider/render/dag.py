@@ -193,7 +193,10 @@ class _Renderer:
         for index, step in enumerate(phase.steps):
             first = phase.kind == "parallel" or index == 0
             after_optional = not first and not phase.steps[index - 1].critical
-            rule = TriggerRule.NONE_FAILED if first else (TriggerRule.ALL_DONE if after_optional else TriggerRule.ALL_SUCCESS)
+            # a step its probe skipped (work already done) must not skip the steps after it
+            after_probed = not first and phase.steps[index - 1].skip_if is not None
+            rule = (TriggerRule.NONE_FAILED if first or after_probed
+                    else (TriggerRule.ALL_DONE if after_optional else TriggerRule.ALL_SUCCESS))
             probe = None
             if step.skip_if is not None:
                 probe = self.construct(step.skip_if, f"{step.id}{PROBE_SUFFIX}", {
@@ -291,20 +294,25 @@ class _Renderer:
 
         def build(args_of: Callable[[str], dict[str, Any]]) -> None:
             previous: BaseOperator | None = None
+            previous_probed = False
             for step in phase.steps:
+                # after a step its probe may skip (work already done), go on unless something failed
+                rule = TriggerRule.NONE_FAILED if previous_probed else TriggerRule.ALL_SUCCESS
                 probe = None
                 if step.skip_if is not None:
                     probe = self.construct(step.skip_if, f"{step.id}{PROBE_SUFFIX}", {
                         **args_of(f"{step.id}{PROBE_SUFFIX}"), "retries": 0, "execution_timeout": step.skip_if.timeout,
                         "max_active_tis_per_dagrun": fan.max_parallel, "task_display_name": f"{step.display_name}: already done?",
+                        "trigger_rule": rule,
                     })
-                task = self.step_task(step, overrides=args_of(step.id), max_active=fan.max_parallel,
+                task = self.step_task(step, rule if probe is None else TriggerRule.ALL_SUCCESS,
+                                      overrides=args_of(step.id), max_active=fan.max_parallel,
                                       skip_when=probe.task_id if probe else None)
                 if probe is not None:
                     task.set_upstream(probe)
                 if previous is not None:
                     (probe or task).set_upstream(previous)
-                previous = task
+                previous, previous_probed = task, probe is not None
 
         return self.mapped_group(phase, group_id, step_args, takes_target, targets, build)
 
