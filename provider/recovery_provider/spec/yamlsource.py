@@ -57,43 +57,34 @@ MAX_NODES = 200_000
 class SourceMap:
     """Line/column of each key and value, by path in the loaded document.
 
-    Positions matter only when something is wrong, so a map made from `text` computes them on
-    first use (composing the text again) instead of on every parse.
+    Positions matter only when something is wrong, so they are computed on first use (composing
+    the text again) instead of on every parse.
     """
 
-    def __init__(self, file: str, keys: dict[Path, Location] | None = None,
-                 values: dict[Path, Location] | None = None, *, text: str | None = None) -> None:
+    def __init__(self, file: str, text: str) -> None:
         self.file = file
         self._text = text
-        lazy = text is not None and keys is None and values is None
-        self._keys: dict[Path, Location] | None = None if lazy else (keys or {})
-        self._values: dict[Path, Location] | None = None if lazy else (values or {})
 
-    def _positions(self) -> None:
+    @functools.cached_property
+    def _tables(self) -> tuple[dict[Path, Location], dict[Path, Location]]:
         keys: dict[Path, Location] = {}
         values: dict[Path, Location] = {}
-        if self._text is not None:
-            with _no_gc():
-                node = yaml.compose(self._text, Loader=_Loader)  # parsed once already: cannot fail
-                if node is not None:
-                    converter = _Converter(self.file, keys, values)
-                    converter.convert(node, ())
-                    converter.loader.dispose()
-        self._keys, self._values, self._text = keys, values, None
+        with _no_gc():
+            node = yaml.compose(self._text, Loader=_Loader)  # parsed once already: cannot fail
+            if node is not None:
+                converter = _Converter(self.file, keys, values)
+                converter.convert(node, ())
+                converter.loader.dispose()
+        del self._text
+        return keys, values
 
     @property
     def keys(self) -> dict[Path, Location]:
-        if self._keys is None:
-            self._positions()
-        assert self._keys is not None
-        return self._keys
+        return self._tables[0]
 
     @property
     def values(self) -> dict[Path, Location]:
-        if self._values is None:
-            self._positions()
-        assert self._values is not None
-        return self._values
+        return self._tables[1]
 
     def locate(self, path: Path, *, key: bool = False) -> Location:
         """The closest known location of `path`: the path itself, else its nearest parent."""
@@ -232,4 +223,4 @@ def load_yaml(text: str, file: str) -> tuple[YamlDocument | None, list[Diagnosti
         except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
             return None, [Diagnostic("error", "yaml-value", f"YAML value: {exc}", Location(file, 1, 1))]
         del node
-    return YamlDocument(data, SourceMap(file, text=text)), converter.errors
+    return YamlDocument(data, SourceMap(file, text)), converter.errors
