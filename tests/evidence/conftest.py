@@ -22,6 +22,7 @@ from recovery_provider.evidence.ledger import Ledger
 from tests.support import airflow_cluster, postgres
 from tests.support.airflow_cluster import AirflowCluster
 from tests.support.postgres import PostgresCluster
+from tests.support.s3 import s3_server
 
 REPO = Path(__file__).resolve().parents[2]
 SPECS = Path(__file__).resolve().parent / "specs"
@@ -47,22 +48,10 @@ class EvidenceRuns:
 def ledger_s3() -> Iterator[tuple[str, str]]:
     """An S3 endpoint over HTTP on loopback (moto's server) holding the run ledger, as MinIO does in
     docker-compose: the scheduler writes there and the api-server reads, each with the connection."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    port = postgres.free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                     aws_secret_access_key="testing").create_bucket(Bucket=LEDGER_BUCKET)
-        conn = json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
-                           "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}})
+    with s3_server(LEDGER_BUCKET) as (endpoint, connection):
+        conn = json.dumps(connection)
         os.environ[f"AIRFLOW_CONN_{LEDGER_CONN.upper()}"] = conn  # for the tests' own reads and the CLI
         yield endpoint, conn
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

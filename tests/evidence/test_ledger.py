@@ -16,6 +16,7 @@ from recovery_provider.evidence.ledger import Ledger
 from recovery_provider.evidence.record import RunRecord
 from tests.evidence.conftest import LEDGER_BUCKET, PG_PASSWORD, EvidenceRuns
 from tests.support.airflow_cluster import parse_dt
+from tests.support.s3 import CREDENTIALS
 
 pytestmark = pytest.mark.scheduler
 
@@ -90,8 +91,7 @@ def ledger_objects(runs: EvidenceRuns) -> dict[str, str]:
     """Every object under the ledger prefix, read straight from the bucket: key -> text."""
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=runs.s3_endpoint, region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = boto3.client("s3", endpoint_url=runs.s3_endpoint, region_name="us-east-1", **CREDENTIALS)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=LEDGER_BUCKET, Prefix="ledger/").get("Contents", [])]
     return {key: s3.get_object(Bucket=LEDGER_BUCKET, Key=key)["Body"].read().decode() for key in keys}
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.postgres import PostgresCluster, free_port, reap_orphans
+from tests.support.postgres import PostgresCluster, reap_orphans
+from tests.support.s3 import s3_server
 
 SECRET = "s3cr3t:pa ss'word\\x"  # awkward on purpose: colon, space, quote, backslash
 ROLE = "recovery"
@@ -57,24 +58,9 @@ def pg() -> Iterator[PostgresCluster]:
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        import boto3
-
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                     aws_secret_access_key="testing").create_bucket(Bucket=BUCKET)
-        conn_env("s3_test", {
-            "conn_type": "aws", "login": "testing", "password": "testing",
-            "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-        })
+    with s3_server(BUCKET) as (endpoint, connection):
+        conn_env("s3_test", connection)
         yield endpoint
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["file", "s3"])
