@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import airflow_cluster, postgres
-from tests.support.airflow_cluster import AirflowCluster, CeleryWorker, find_redis_server
-from tests.support.postgres import PostgresCluster
+from tests.support.airflow_cluster import AirflowCluster, CeleryWorker, find_redis_server, running_cluster
 
 TIMINGS: dict[str, float] = {}
 # w2 also sits "next to site B": only it consumes the site_b queue.
@@ -29,23 +26,12 @@ def celery_airflow() -> Iterator[AirflowCluster]:
     """A started CeleryExecutor cluster (broker, scheduler & co., workers w1 and w2); stopped at the end."""
     if find_redis_server() is None:
         pytest.skip("redis-server is missing: install the Debian package redis-server (or set RECOVERY_REDIS_SERVER)")
-    airflow_cluster.reap_orphans()
-    postgres.reap_orphans()
     dags = Path(tempfile.mkdtemp(prefix="celery-dags-"))
-    t0 = time.monotonic()
-    metadata = PostgresCluster("celery-meta")
-    metadata.start()
-    TIMINGS["metadata_postgres_start_s"] = time.monotonic() - t0
     try:
-        cluster = AirflowCluster(dags, metadata, executor="CeleryExecutor", celery_workers=WORKERS)
-        cluster.start()
-        try:
+        with running_cluster(dags, "celery-meta", timings=TIMINGS, timings_prefix="celery",
+                             executor="CeleryExecutor", celery_workers=WORKERS) as cluster:
             yield cluster
-        finally:
-            cluster.stop()
-            TIMINGS.update({f"celery_{k}": v for k, v in cluster.timings.items()})
     finally:
-        metadata.stop()
         shutil.rmtree(dags, ignore_errors=True)
 
 

@@ -19,9 +19,7 @@ from urllib.parse import quote
 import pytest
 
 from recovery_provider.evidence.ledger import Ledger
-from tests.support import airflow_cluster, postgres
-from tests.support.airflow_cluster import AirflowCluster
-from tests.support.postgres import PostgresCluster
+from tests.support.airflow_cluster import AirflowCluster, running_cluster
 from tests.support.s3 import s3_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,27 +54,16 @@ def ledger_s3() -> Iterator[tuple[str, str]]:
 
 @pytest.fixture(scope="session")
 def evidence_cluster(tmp_path_factory: pytest.TempPathFactory, ledger_s3: tuple[str, str]) -> Iterator[AirflowCluster]:
-    airflow_cluster.reap_orphans()
-    postgres.reap_orphans()
     dags = tmp_path_factory.mktemp("evidence-dags")
     (dags / "recovery_specs.py").write_text(LOADER.format(folder=str(SPECS)))
-    metadata = PostgresCluster("evidence-meta")
-    metadata.start()
-    try:
-        cluster = AirflowCluster(
-            dags, metadata, users={"drills": "viewer"},
-            plugins_folder=REPO / "plugins",  # as docker-compose mounts it: the plugin must not load twice
-            config={"core": {"auth_manager": "tests.support.restricted_auth.RestrictedAuthManager"},
-                    "recovery": {"ledger_location": LEDGER}},
-            env={"PYTHONPATH": str(REPO), f"AIRFLOW_CONN_{LEDGER_CONN.upper()}": ledger_s3[1]},
-        )
-        cluster.start()
-        try:
-            yield cluster
-        finally:
-            cluster.stop()
-    finally:
-        metadata.stop()
+    with running_cluster(
+        dags, "evidence-meta", users={"drills": "viewer"},
+        plugins_folder=REPO / "plugins",  # as docker-compose mounts it: the plugin must not load twice
+        config={"core": {"auth_manager": "tests.support.restricted_auth.RestrictedAuthManager"},
+                "recovery": {"ledger_location": LEDGER}},
+        env={"PYTHONPATH": str(REPO), f"AIRFLOW_CONN_{LEDGER_CONN.upper()}": ledger_s3[1]},
+    ) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

@@ -8,15 +8,12 @@ by dag_id and run_id instead. Later tests add their own DAG files with `airflow.
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import airflow_cluster, postgres
-from tests.support.airflow_cluster import AirflowCluster
-from tests.support.postgres import PostgresCluster
+from tests.support.airflow_cluster import AirflowCluster, running_cluster
 
 DAGS_SOURCE = Path(__file__).resolve().parent / "dags"
 TIMINGS: dict[str, float] = {}  # shown at the end of the session: keeps an eye on start-up cost
@@ -29,25 +26,11 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowCluster
     Copies, not the source folder: DAG files that tests add must not land in the repository.
     Stopped (and checked for leftover processes) at session end, also when tests failed.
     """
-    airflow_cluster.reap_orphans()  # leftovers of a pytest that was killed (e.g. CI timeout)
-    postgres.reap_orphans()
     dags = tmp_path_factory.mktemp("airflow-dags")
     for source in sorted(DAGS_SOURCE.glob("*.py")):
         shutil.copyfile(source, dags / source.name)
-    t0 = time.monotonic()
-    metadata = PostgresCluster("airflow-meta")
-    metadata.start()
-    TIMINGS["metadata_postgres_start_s"] = time.monotonic() - t0
-    try:
-        cluster = AirflowCluster(dags, metadata)
-        cluster.start()
-        try:
-            yield cluster
-        finally:
-            cluster.stop()
-            TIMINGS.update({f"airflow_{k}": v for k, v in cluster.timings.items()})
-    finally:
-        metadata.stop()
+    with running_cluster(dags, "airflow-meta", timings=TIMINGS) as cluster:
+        yield cluster
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

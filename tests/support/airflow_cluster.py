@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -1073,3 +1073,33 @@ def _fernet_key() -> str:
     from cryptography.fernet import Fernet
 
     return Fernet.generate_key().decode()
+
+
+@contextlib.contextmanager
+def running_cluster(
+    dags_folder: Path, metadata_name: str, *, timings: dict[str, float] | None = None, timings_prefix: str = "airflow",
+    **cluster_kwargs: Any,
+) -> Iterator[AirflowCluster]:
+    """A metadata PostgreSQL and an AirflowCluster on it, started after reaping leftovers of a killed
+    pytest, and both stopped (the cluster checked for leftover processes) even when tests failed.
+    Start-up costs land in `timings` when given (metadata_postgres_start_s, <prefix>_<phase>_s)."""
+    from tests.support import postgres
+
+    reap_orphans()
+    postgres.reap_orphans()
+    t0 = time.monotonic()
+    metadata = PostgresCluster(metadata_name)
+    metadata.start()
+    started = {"metadata_postgres_start_s": time.monotonic() - t0}
+    try:
+        cluster = AirflowCluster(dags_folder, metadata, **cluster_kwargs)
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+            started.update({f"{timings_prefix}_{k}": v for k, v in cluster.timings.items()})
+    finally:
+        metadata.stop()
+        if timings is not None:
+            timings.update(started)
