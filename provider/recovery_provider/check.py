@@ -1,20 +1,24 @@
-"""One call from a spec file to everything known about it: spec, plan, diagnostics, estimate.
+"""One call from a spec file to everything known about it: spec, plan, diagnostics, estimate, DAG.
 
-Used by the CLI and by tests; the DAG loader uses the same steps. Never raises for bad input:
-problems come back as located diagnostics.
+The single verdict on a spec: `recovery validate` and the DAG loader both call `check_files`, so a
+spec that validates is a spec the loader turns into a DAG, and the other way round. Never raises
+for bad input: problems come back as located diagnostics.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from recovery_provider.exceptions import SpecError
+from recovery_provider.exceptions import RenderError, SpecError
 from recovery_provider.plan.compiler import compile_plan
 from recovery_provider.plan.estimate import Estimate, estimate_plan
 from recovery_provider.plan.lint import lint_plan
 from recovery_provider.plan.model import Plan
-from recovery_provider.spec.diagnostics import Diagnostic
+from recovery_provider.spec.diagnostics import Diagnostic, Location
 from recovery_provider.spec.durations import format_duration
 from recovery_provider.spec.loader import LoadedSpec, load_spec, load_spec_text
 
@@ -26,6 +30,11 @@ class CheckedSpec:
     plan: Plan | None = None
     estimate: Estimate | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    dag: Any = None  # the Airflow DAG, when rendered and accepted
+
+    @property
+    def spec_id(self) -> str | None:
+        return self.loaded.spec.id if self.loaded else None
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -40,15 +49,27 @@ class CheckedSpec:
         return not self.errors
 
 
-def check_loaded(loaded: LoadedSpec) -> CheckedSpec:
-    """Compile, lint and estimate a spec that loaded; locate every finding in its file."""
+def check_loaded(loaded: LoadedSpec, *, lint: bool = True, render: bool = True, serialize: bool = True) -> CheckedSpec:
+    """Compile a spec that loaded; lint and estimate it; render it as the loader does.
+
+    Every finding is located in its file. Lint and estimates only warn, so the loader skips them;
+    `render` (importing Airflow) is what makes this the loader's own verdict.
+    """
     checked = CheckedSpec(loaded.file, loaded)
     plan, problems = compile_plan(loaded.spec)
     if plan is not None and not any(p.severity == "error" for p in problems):
         checked.plan = plan
-        problems += lint_plan(plan)
-        checked.estimate = estimate_plan(plan)
-        problems += _rto_findings(checked.estimate, plan)
+        if lint:
+            problems += lint_plan(plan)
+            checked.estimate = estimate_plan(plan)
+            problems += _rto_findings(checked.estimate, plan)
+        if render:
+            from recovery_provider.render.accept import accepted_dag
+
+            try:
+                checked.dag = accepted_dag(plan, loaded.file, serialize=serialize)
+            except RenderError as exc:
+                problems.append(Diagnostic("error", "render", exc.message, path=exc.path))
     checked.diagnostics = sorted(
         (loaded.locate(p) for p in problems),
         key=lambda d: (d.location.line, d.location.column) if d.location else (0, 0),
@@ -78,11 +99,50 @@ def _rto_findings(estimate: Estimate, plan: Plan) -> list[Diagnostic]:
     return found
 
 
-def check_file(path: str | Path) -> CheckedSpec:
+def check_file(path: str | Path, *, lint: bool = True, render: bool = True, serialize: bool = True) -> CheckedSpec:
     try:
-        return check_loaded(load_spec(path))
+        return check_loaded(load_spec(path), lint=lint, render=render, serialize=serialize)
     except SpecError as exc:
         return CheckedSpec(str(path), diagnostics=exc.diagnostics)
+
+
+def _check_guarded(path: Path, **options: bool) -> CheckedSpec:
+    """check_file, with a bug of ours reported against this spec alone (never a traceback)."""
+    try:
+        return check_file(path, **options)
+    except Exception as exc:
+        return CheckedSpec(str(path), diagnostics=[Diagnostic(
+            "error", "internal", f"internal error of the recovery provider, please report it: {type(exc).__name__}: {exc}",
+            location=Location(str(path), 1, 1),
+        )])
+
+
+def check_files(paths: Sequence[Path], *, lint: bool = True, render: bool = True, serialize: bool = True) -> list[CheckedSpec]:
+    """`check_file` for each, then one owner per recovery id: a DAG id names one DAG.
+
+    The owner is the spec whose file is named after its id (dags/specs/database_failover.yaml for
+    `recovery: database_failover`), else the first by path, so a copy saved beside a pack spec
+    never takes that DAG offline. The other claimants are refused with an error naming the owner.
+    """
+    results = [_check_guarded(p, lint=lint, render=render, serialize=serialize) for p in paths]
+    claims: dict[str, list[tuple[Path, CheckedSpec]]] = defaultdict(list)
+    for path, result in zip(paths, results, strict=True):
+        if result.ok and result.spec_id is not None:
+            claims[result.spec_id].append((Path(path), result))
+    for spec_id, claimants in claims.items():
+        if len(claimants) < 2:
+            continue
+        claimants.sort(key=lambda claim: (claim[0].stem != spec_id, str(claim[0])))
+        owner = claimants[0][0]
+        for _, result in claimants[1:]:
+            assert result.loaded is not None
+            result.dag = None
+            result.diagnostics.insert(0, result.loaded.locate(Diagnostic(
+                "error", "duplicate-id",
+                f"recovery id '{spec_id}' is already the DAG of {owner}: give this spec its own `recovery:` id",
+                path=("recovery",),
+            )))
+    return results
 
 
 def check_text(text: str, file: str = "<spec>") -> CheckedSpec:

@@ -1,14 +1,24 @@
-"""Load every recovery spec of a folder as Airflow DAGs: one line in a dags-folder Python file.
+"""Recovery specs of a folder as Airflow DAGs, and their errors as Airflow import errors.
 
-    # Airflow DAGs from recovery specs (the words "airflow" and "dag" must appear in this file:
-    # with [core] dag_discovery_safe_mode on, the default, Airflow skips files without them)
+Two fixed files in a dags folder, and nothing else per spec (the words "airflow" and "dag" must
+appear in each: with [core] dag_discovery_safe_mode on, the default, Airflow skips files without):
+
+    # recovery_dags.py: Airflow DAGs from the recovery specs
     from recovery_provider.loader import load_dags
-    load_dags(__file__, "specs")          # or an absolute folder of an existing deployment
+    load_dags(__file__, "specs")
 
-A broken spec never hides the others: it is reported as an import error of the loader file,
-naming the spec file, line and column (Airflow shows it on the DAGs page), while every valid spec
-still becomes a DAG. Parsing reads only the spec files: no database, no network. When a
-task starts, Airflow's parsing context names its DAG, and only that spec is rendered.
+    # recovery_spec_errors.py: Airflow import errors of broken recovery specs (holds no DAG)
+    from recovery_provider.loader import report_spec_errors
+    report_spec_errors(__file__, "specs")
+
+Why two files: Airflow 3 marks *every* DAG of a file that has an import error stale (hidden, and
+refused when triggered). So the DAG file never raises and holds only the specs that Airflow will
+accept; the errors file holds no DAG and raises one import error naming each broken spec with
+file:line:column. Its error stales nothing and clears itself the first time the folder is clean.
+Both files reach their verdict through `check_files`, the same call as `recovery validate`.
+
+Parsing reads only the spec files: no database, no network. When a task starts, Airflow's
+parsing context names its DAG, and only that spec is rendered.
 """
 
 from __future__ import annotations
@@ -17,12 +27,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from recovery_provider.exceptions import RecoveryError
+from recovery_provider.exceptions import SpecLoadErrors
 from recovery_provider.spec.loader import SPEC_SUFFIXES, find_spec_files
 
-
-class SpecLoadErrors(RecoveryError):
-    """The broken specs of a folder, as Airflow shows them: an import error of the loader file."""
+NAMESPACE_PREFIX = "recovery_dag__"
 
 
 def _dag_id_hint(path: Path) -> str | None:
@@ -37,65 +45,70 @@ def _dag_id_hint(path: Path) -> str | None:
     return None
 
 
-def load_dags(anchor: str, folder: str | Path = "specs", namespace: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Render every spec under `folder` (relative to the file `anchor`) into `namespace`.
+def _folder(anchor: str, folder: str | Path) -> Path:
+    return Path(folder) if Path(folder).is_absolute() else Path(anchor).resolve().parent / folder
 
-    Returns the DAGs by id. Raises SpecLoadErrors after registering the good DAGs when any spec
-    is broken, which Airflow shows as an import error with every broken spec listed.
-    """
+
+def _running_dag_id() -> str | None:
+    """The DAG a task process is starting (Airflow's parsing context), None in the dag-processor."""
     from airflow.sdk import get_parsing_context
 
-    from recovery_provider.exceptions import SpecError
-    from recovery_provider.plan.compiler import compile_plan
-    from recovery_provider.render.dag import build_dag
-    from recovery_provider.spec.loader import load_spec
+    return get_parsing_context().dag_id
 
-    base = Path(anchor).resolve().parent
-    root = (base / folder) if not Path(folder).is_absolute() else Path(folder)
-    target = namespace if namespace is not None else sys._getframe(1).f_globals
-    wanted = get_parsing_context().dag_id
+
+def judge_folder(root: Path, wanted: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The DAGs Airflow will accept from the specs under `root`, and each problem, formatted.
+
+    With `wanted` (a task process), only the specs that may define that DAG are read and the
+    serialization check is skipped: the dag-processor has made it already.
+    """
+    from recovery_provider.check import check_files
+
+    if not root.is_dir():
+        return {}, [f"{root}: error: the recovery specs folder does not exist: create it, or point load_dags at it [folder]"]
+    paths = [p for p in find_spec_files([root]) if p.suffix in SPEC_SUFFIXES]
+    if wanted is not None:
+        paths = [p for p in paths if _dag_id_hint(p) in (wanted, None)]
     dags: dict[str, Any] = {}
     problems: list[str] = []
-    for path in find_spec_files([root]):
-        if path.suffix not in SPEC_SUFFIXES:
-            continue
-        if wanted is not None and _dag_id_hint(path) not in (wanted, None):
-            continue
-        try:
-            # Parsing needs the plan only: lint and estimates belong to `recovery validate`/`plan`.
-            loaded = load_spec(path)
-            plan, diagnostics = compile_plan(loaded.spec)
-            errors = [loaded.locate(d) for d in diagnostics if d.severity == "error"]
-            if plan is None or errors:
-                raise SpecError(errors)
-            dag = build_dag(plan, str(path))
-        except SpecError as exc:
-            problems += [d.format() for d in exc.diagnostics if d.severity == "error"]
-            continue
-        except RecoveryError as exc:
-            problems.append(str(exc))
-            continue
-        except Exception as exc:  # a bug of ours in one spec must not hide the other DAGs
-            problems.append(f"{path}: internal error while rendering: {type(exc).__name__}: {exc}")
-            continue
-        dags[dag.dag_id] = dag
-        target[f"recovery_dag__{dag.dag_id}"] = dag
-    if problems:
-        message = f"{len(problems)} problem(s) in recovery specs under {root}:\n" + "\n".join(problems)
-        target["recovery_dag__broken_specs"] = _broken_specs_sentinel(message)
+    for result in check_files(paths, lint=False, serialize=wanted is None):
+        if result.dag is not None:
+            dags[result.dag.dag_id] = result.dag
+        problems += [d.format() for d in result.errors]
+    return dags, problems
+
+
+def load_dags(anchor: str, folder: str | Path = "specs", namespace: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Put the DAG of every good spec under `folder` (relative to the file `anchor`) into `namespace`.
+
+    Never raises: a broken spec is left out here and reported by `report_spec_errors`. Returns
+    the DAGs by id.
+    """
+    target = namespace if namespace is not None else sys._getframe(1).f_globals
+    try:
+        dags, _ = judge_folder(_folder(anchor, folder), _running_dag_id())
+    except Exception:  # a bug of ours must not take the folder's DAGs offline: the errors file says it
+        return {}
+    for dag_id, dag in dags.items():
+        target[f"{NAMESPACE_PREFIX}{dag_id}"] = dag
     return dags
 
 
-def _broken_specs_sentinel(message: str) -> Any:
-    """A DAG that fails Airflow's validation with `message`.
+def report_spec_errors(anchor: str, folder: str | Path = "specs") -> None:
+    """Raise SpecLoadErrors naming every broken spec under `folder`: Airflow's import error of this file.
 
-    Airflow records a DAG that fails `validate()` as an import error of the loader file and still
-    bags every other DAG of that file; raising from the file itself would drop them all.
+    Call it from a dags-folder file that defines no DAG, so the import error stales no DAG.
     """
-    from airflow.sdk import DAG
-
-    class BrokenRecoverySpecs(DAG):
-        def validate(self) -> None:
-            raise SpecLoadErrors(message)
-
-    return BrokenRecoverySpecs(dag_id="recovery_broken_specs", schedule=None, description=message.splitlines()[0])
+    if _running_dag_id() is not None:
+        return  # a task process: this file has no DAG to run
+    root = _folder(anchor, folder)
+    try:
+        _, problems = judge_folder(root)
+    except Exception as exc:
+        problems = [f"{root}: error: internal error of the recovery loader, please report it: {type(exc).__name__}: {exc}"]
+    if problems:
+        raise SpecLoadErrors(
+            f"{len(problems)} problem(s) in the recovery specs under {root}; these specs have no DAG until "
+            "fixed (every other spec's DAG is loaded). Check a spec before saving it: recovery validate FILE\n"
+            + "\n".join(problems)
+        )

@@ -182,6 +182,34 @@ spec_documents = st.fixed_dictionaries(
 )
 
 
+# Arguments each alias needs to render; "{t}" becomes the fan-out target ("{{ target }}") or a constant.
+ALIAS_ARGS: dict[str, dict[str, Any]] = {
+    "empty": {},
+    "bash": {"bash_command": "echo {t}"},
+    "python": {"python_callable": "json:dumps", "op_args": ["{t}"]},
+    "wait": {"delta": "{t}"},
+    "http": {"endpoint": "/notify/{t}"},
+    "sql": {"conn_id": "ops_db", "sql": "select '{t}'"},
+    "postgres.backup": {"conn_id": "pg", "database": "{t}"},
+    "postgres.restore": {"conn_id": "pg", "database": "{t}"},
+    "postgres.drill_verify": {"conn_id": "pg", "database": "{t}"},
+    "postgres.promote": {"conn_id": "{t}"},
+    "postgres.drop_database": {"conn_id": "pg", "database": "{t}"},
+    "postgres.health": {"conn_id": "{t}"},
+    "postgres.replica_lag": {"conn_id": "{t}"},
+    "backup.verify": {"database": "{t}"},
+    "backup.retention": {"database": "{t}", "keep_last": 3},
+    "backup.freshness": {"database": "{t}", "max_age": "1d"},
+    "http.health": {"url": "https://{t}.internal/health"},
+}
+
+
+def alias_args(alias: str, fan_out: bool) -> dict[str, Any]:
+    target = "{{ target }}" if fan_out else "orders"
+    fill = lambda v: v.replace("{t}", target) if isinstance(v, str) else ([fill(x) for x in v] if isinstance(v, list) else v)  # noqa: E731
+    return {k: fill(v) for k, v in ALIAS_ARGS[alias].items()}
+
+
 @st.composite
 def coherent_specs(draw: st.DrawFn) -> dict[str, Any]:
     """Valid specs of every shape: references line up, so compile, lint, estimate and render all run.
@@ -198,16 +226,20 @@ def coherent_specs(draw: st.DrawFn) -> dict[str, Any]:
     }
     counter = iter(range(1000))
 
-    def new_step() -> dict[str, Any]:
-        step: dict[str, Any] = {"id": f"s{next(counter)}", "uses": draw(st.sampled_from(sorted(ALIASES)))}
+    def new_step(fan_out: bool = False, waves: bool = False) -> dict[str, Any]:
+        usable = [a for a in sorted(ALIASES) if not fan_out or "{t}" in json.dumps(ALIAS_ARGS[a])]
+        alias = draw(st.sampled_from(usable))
+        step: dict[str, Any] = {"id": f"s{next(counter)}", "uses": alias}
+        if ALIAS_ARGS[alias]:
+            step["with"] = alias_args(alias, fan_out)
         if draw(st.booleans()):
             step["expected_duration"] = draw(good_duration)
         if draw(st.integers(0, 3)) == 0:
             step["pool"], step["pool_slots"] = "io", draw(st.integers(1, slots))
-        if draw(st.integers(0, 4)) == 0:
+        if draw(st.integers(0, 4)) == 0 and not waves:  # the renderer refuses compensate in waves
             step["compensate"] = {"uses": "empty", "expected_duration": draw(good_duration)}
         if draw(st.integers(0, 4)) == 0:
-            step["skip_if"] = {"uses": "backup.freshness"}
+            step["skip_if"] = {"uses": "backup.freshness", "with": alias_args("backup.freshness", fan_out)}
         if draw(st.integers(0, 4)) == 0:
             step["critical"] = False
         return step
@@ -255,7 +287,7 @@ def coherent_specs(draw: st.DrawFn) -> dict[str, Any]:
                 phase["approval"]["expected_duration"] = draw(good_duration)
         else:
             key = "parallel" if kind == "parallel" else "steps"
-            phase[key] = [new_step() for _ in range(draw(st.integers(1, 3)))]
+            phase[key] = [new_step(kind in ("for_each", "waves"), kind == "waves") for _ in range(draw(st.integers(1, 3)))]
             if kind == "for_each":
                 phase["for_each"] = {"over": source(upstream_steps), "as": "target"}
                 if draw(st.booleans()):
@@ -264,7 +296,8 @@ def coherent_specs(draw: st.DrawFn) -> dict[str, Any]:
                     phase["for_each"]["expected_targets"] = draw(st.integers(0, 40))
             elif kind == "waves":
                 phase["waves"] = {"over": source(upstream_steps), "size": draw(st.integers(1, 4)), "max_targets": draw(st.integers(1, 20)),
-                                  "pause": draw(good_duration), "health_check": {"uses": "http.health", "expected_duration": "10s"}}
+                                  "pause": draw(good_duration), "health_check": {"uses": "http.health", "expected_duration": "10s",
+                                                                                  "with": alias_args("http.health", False)}}
             phase["on_failure"] = draw(st.sampled_from(["fail_fast", "continue", {"tolerate": 1}, {"tolerate": "25%"}]))
         phases.append(phase)
     spec["phases"] = phases
@@ -293,9 +326,9 @@ def assert_checked(text: str, file: str = "fuzz.yaml") -> CheckedSpec:
         assert diagnostic.severity in ("error", "warning") and diagnostic.code and diagnostic.message
         json.dumps(diagnostic.to_json())
     if checked.errors:
-        assert checked.plan is None
+        assert checked.dag is None  # what validate refuses, the loader refuses
     else:
-        assert checked.plan is not None and checked.estimate is not None
+        assert checked.plan is not None and checked.estimate is not None and checked.dag is not None
     return checked
 
 

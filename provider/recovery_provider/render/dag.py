@@ -47,9 +47,10 @@ class _Renderer:
         self.fan_out_undo: dict[str, tuple[dict[str, dict[str, Any]], list[str], Any]] = {}
         self.classes: dict[str, type[BaseOperator]] = {}  # operator path -> class, once per DAG
 
-    def fail(self, step: PlanStep | PlanAction | None, message: str) -> RenderError:
-        where = f" (step '{step.id}')" if isinstance(step, PlanStep) else ""
-        return RenderError(f"{self.source}{where}: {message}")
+    def fail(self, item: PlanStep | PlanAction, message: str) -> RenderError:
+        """A render error located at the step (or action) in the spec, shown as file:line:col."""
+        where = f"step '{item.id}': " if isinstance(item, PlanStep) else ""
+        return RenderError(f"{where}{' '.join(message.split())}", item.path)  # one line, as every diagnostic
 
     # -- operators ------------------------------------------------------------------------------
     def operator_class(self, item: PlanStep | PlanAction) -> type[BaseOperator]:
@@ -59,8 +60,8 @@ class _Renderer:
         module_name, _, attribute = item.operator.partition(":")
         try:
             found = getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError) as exc:
-            raise self.fail(item, f"cannot import operator '{item.uses}' ({item.operator}): {exc}") from None
+        except Exception as exc:  # a module that fails to import fails this step, not the loader
+            raise self.fail(item, f"cannot import operator '{item.uses}' ({item.operator}): {type(exc).__name__}: {exc}") from None
         if not (isinstance(found, type) and issubclass(found, BaseOperator)):
             raise self.fail(item, f"'{item.uses}' ({item.operator}) is not an Airflow operator class")
         self.classes[item.operator] = found
@@ -69,12 +70,32 @@ class _Renderer:
     def construct(self, item: PlanStep | PlanAction, task_id: str, extra: dict[str, Any]) -> BaseOperator:
         cls = self.operator_class(item)
         kwargs = {**item.args, **extra, "task_id": task_id}
+        if isinstance(kwargs.get("python_callable"), str):
+            kwargs["python_callable"] = self.python_callable(item, kwargs["python_callable"])
         if not getattr(cls, "supports_dry_run", False):
             kwargs.setdefault("pre_execute", runtime.skip_in_dry_run)
         try:
             return cls(**kwargs)
-        except (TypeError, ValueError) as exc:
-            raise self.fail(item, f"{cls.__name__} rejected its arguments: {exc}") from None
+        except Exception as exc:  # whatever an operator raises about its arguments is this step's problem
+            raise self.fail(item, f"{cls.__name__} rejected its arguments: {type(exc).__name__}: {exc}") from None
+
+    def python_callable(self, item: PlanStep | PlanAction, path: str) -> Callable[..., Any]:
+        """`package.module:function` (or `package.module.function`) from YAML, imported and checked."""
+        module_name, colon, attribute = path.partition(":")
+        if not colon:
+            module_name, _, attribute = path.rpartition(".")
+        hint = "give python_callable as an import path such as 'my_package.tasks:restore_index'"
+        if not module_name or not attribute:
+            raise self.fail(item, f"python_callable '{path}' is not an import path: {hint}")
+        try:
+            found = getattr(importlib.import_module(module_name), attribute)
+        except AttributeError:
+            raise self.fail(item, f"python_callable '{path}': module '{module_name}' has no '{attribute}': {hint}") from None
+        except Exception as exc:
+            raise self.fail(item, f"python_callable '{path}': cannot import module '{module_name}' ({type(exc).__name__}: {exc}): {hint}") from None
+        if not callable(found):
+            raise self.fail(item, f"python_callable '{path}' is a {type(found).__name__}, not a function: {hint}")
+        return found  # type: ignore[no-any-return]
 
     def step_task(self, step: PlanStep, trigger_rule: str = TriggerRule.ALL_SUCCESS,
                   overrides: dict[str, Any] | None = None, max_active: int | None = None,
@@ -126,6 +147,7 @@ class _Renderer:
             default_args={"owner": spec.owner},
             deadline=_deadline(self.plan),
             render_template_as_native_obj=True,
+            auto_register=False,  # a spec refused halfway must leave no partial DAG behind
         ) as dag:
             start = PythonOperator(
                 task_id="preflight", python_callable=runtime.preflight, retries=0,
@@ -534,7 +556,7 @@ def _link_branches(renderer: _Renderer) -> None:
 
 
 def build_dag(plan: Plan, source: str = "<spec>") -> DAG:
-    """Render a compiled plan into an Airflow DAG; RenderError names the spec and step on failure."""
+    """Render a compiled plan into an Airflow DAG; RenderError says where in the spec it failed."""
     renderer = _Renderer(plan, source)
     dag = renderer.dag()
     _link_branches(renderer)
