@@ -14,6 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 STATE_VERSION = 1
 
 
+def dags_folder() -> Path:
+    """`$RECOVERY_DEMO_DAGS`, else the repository's dags/ (the demo test adds broken specs to a copy)."""
+    return Path(os.environ.get("RECOVERY_DEMO_DAGS") or ROOT / "dags").resolve()
+
+
 def demo_dir() -> Path:
     """`$RECOVERY_DEMO_DIR` (the CI test uses a temp dir, so it never touches a developer's demo)."""
     return Path(os.environ.get("RECOVERY_DEMO_DIR") or ROOT / ".recovery" / "demo").resolve()

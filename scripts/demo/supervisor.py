@@ -18,7 +18,7 @@ import traceback
 from typing import Any
 
 import psutil
-from scripts.demo.common import ROOT, demo_dir, proc_tag, update_state
+from scripts.demo.common import dags_folder, ROOT, demo_dir, proc_tag, update_state
 from scripts.demo.stub import StubServer
 from tests.support.airflow_cluster import AirflowCluster, AirflowHarnessError
 from tests.support.postgres import PostgresCluster, start_replica
@@ -102,7 +102,7 @@ class Supervisor:
 
         home = self.dir / "airflow-home"
         self.airflow = AirflowCluster(
-            ROOT / "dags",
+            dags_folder(),
             spare,
             home=home,
             plugins_folder=ROOT / "plugins",

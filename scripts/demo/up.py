@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from scripts.demo.common import ROOT, demo_dir, fmt_duration, read_state, update_state
+from scripts.demo.common import ROOT, dags_folder, demo_dir, fmt_duration, read_state, update_state
 from scripts.demo.stop import stop_demo
 from tests.support.airflow_cluster import AirflowApi, AirflowHarnessError, TaskInstance
 from tests.support.postgres import HOST
@@ -122,13 +122,16 @@ def put_connection(api: AirflowApi, body: dict[str, Any]) -> None:
 def sync_pools(state: dict[str, Any]) -> None:
     air = state["airflow"]
     env = {**os.environ, "RECOVERY_AIRFLOW_PASSWORD": air["password"]}
-    cmd = [str(Path(sys.executable).with_name("recovery")), "pools", "sync", "dags/specs",
+    specs = dags_folder() / "specs"
+    cmd = [str(Path(sys.executable).with_name("recovery")), "pools", "sync", str(specs),
            "--url", air["url"], "--username", air["username"]]
-    say("==> recovery pools sync dags/specs")
+    say(f"==> recovery pools sync {specs.relative_to(ROOT) if specs.is_relative_to(ROOT) else specs}")
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     for line in (proc.stdout + proc.stderr).splitlines():
         say(f"    {line}")
-    if proc.returncode != 0:
+    if proc.returncode == 1 and "error:" in proc.stderr:  # broken specs: the others' pools are synced
+        say("    (the broken specs above have no DAG until fixed; every other spec's pools are synced)")
+    elif proc.returncode != 0:
         raise RuntimeError(f"recovery pools sync failed ({proc.returncode})")
 
 
@@ -268,10 +271,11 @@ def up(timeout: float) -> int:
         for dag_id in PACK:
             api.wait_for_dag(dag_id, timeout=180)
             api.unpause(dag_id)
-        errors = api.import_errors()
-        if errors:
-            raise AirflowHarnessError(f"import errors in dags/: {errors}")
         say(f"==> DAGs parsed and unpaused: {', '.join(PACK)}")
+        for error in api.import_errors():  # broken specs are reported, and hide no DAG of the pack
+            say(f"    import error in {error.get('filename')}:")
+            for line in str(error.get("stack_trace", "")).strip().splitlines()[-12:]:
+                say(f"      {line}")
 
         backup = Run("nightly_backup", {"databases": DATABASES, "location": location})
         trigger(api, backup)

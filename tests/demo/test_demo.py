@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,9 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+
+from tests.support import broken_specs
+from tests.support.airflow_cluster import AirflowApi
 
 REPO = Path(__file__).resolve().parents[2]
 MARKER_ENV = "AIRFLOW_HARNESS_ID"
@@ -61,8 +65,13 @@ def _leftovers(state: dict[str, Any]) -> list[str]:
 
 
 def test_demo_runs_the_drill_and_the_failover_and_stop_leaves_nothing(tmp_path: Path) -> None:
+    """The 3 a.m. case too: the pack's dags folder also holds broken specs of every kind."""
     demo_dir = tmp_path / "demo"
-    env = {**os.environ, "RECOVERY_DEMO_DIR": str(demo_dir)}
+    dags = tmp_path / "dags"
+    shutil.copytree(REPO / "dags", dags, ignore=shutil.ignore_patterns("__pycache__"))
+    for spec in broken_specs.FOLDER.glob("*.yaml"):
+        shutil.copyfile(spec, dags / "specs" / spec.name)
+    env = {**os.environ, "RECOVERY_DEMO_DIR": str(demo_dir), "RECOVERY_DEMO_DAGS": str(dags)}
     env.pop("PYTHONPATH", None)  # the script sets it itself, as on a fresh clone
     state: dict[str, Any] = {}
     try:
@@ -88,6 +97,19 @@ def test_demo_runs_the_drill_and_the_failover_and_stop_leaves_nothing(tmp_path: 
         health = httpx.get(f"{air['url']}/api/v2/monitor/health", timeout=10).json()
         assert health["scheduler"]["status"] == "healthy", health
         assert "PUT /records/orders-db" in (demo_dir / "http-stub.log").read_text()
+        # beside the broken specs, every DAG of the pack is active; each broken spec is reported
+        api = AirflowApi(air["url"], air["username"], air["password"])
+        try:
+            for dag_id in (p.stem for p in (REPO / "dags" / "specs").glob("*.yaml")):
+                dag = api.dag(dag_id)
+                assert dag is not None and dag["is_stale"] is False and dag["has_import_errors"] is False, dag
+            errors = {e["filename"]: e["stack_trace"] for e in api.import_errors()}
+        finally:
+            api.close()
+        (errors_file,) = errors  # one import error, of the file that holds no DAG
+        assert errors_file.endswith("recovery_spec_errors.py"), errors
+        broken_specs.assert_names_every_broken_spec(errors[errors_file], dags / "specs")
+        assert "recovery_spec_errors.py:" in output and "broken.yaml:5:30" in output
     finally:
         stop = _demo("stop", env=env, timeout=240)
     assert stop.returncode == 0, stop.stdout + stop.stderr

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -12,10 +10,10 @@ import httpx
 import pytest
 
 from tests.evidence.conftest import PG_PASSWORD, EvidenceRuns
+from tests.support.browser import ARTIFACTS, chromium
 
 pytestmark = pytest.mark.scheduler
 
-ARTIFACTS = Path(os.environ.get("RECOVERY_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "artifacts"))
 
 
 def token(runs: EvidenceRuns, user: str) -> str:
@@ -89,18 +87,8 @@ def test_the_plugin_is_registered_once_with_its_views(evidence_runs: EvidenceRun
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1400"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def test_chromium_renders_the_report_and_the_runs_page(evidence_runs: EvidenceRuns, browser: Any) -> None:

@@ -7,31 +7,48 @@ them, exactly as a deployment would.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from recovery_provider.evidence.ledger import Ledger
 from recovery_provider.evidence.report import build_report
+from tests.support import broken_specs
 from tests.support.airflow_cluster import AirflowCluster, TaskInstance
+from tests.support.browser import ARTIFACTS, chromium
 from tests.support.timing import peak_concurrency, window
 
 pytestmark = pytest.mark.scheduler
 
 SPECS = Path(__file__).resolve().parent / "specs"
-BROKEN = Path(__file__).resolve().parent / "specs_broken"
+PACK = Path(__file__).resolve().parents[2] / "dags" / "specs"
 UNSYNCED = Path(__file__).resolve().parent / "specs_unsynced"
 LOADER = "# airflow DAG loader: safe mode parses only files that say 'airflow' and 'dag'\nfrom recovery_provider.loader import load_dags\nload_dags(__file__, {folder!r})\n"
+ERRORS = "# airflow import errors of broken specs; this file has no dag\nfrom recovery_provider.loader import report_spec_errors\nreport_spec_errors(__file__, {folder!r})\n"
 DAG_IDS = sorted(p.stem for p in SPECS.glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
-def cluster(airflow: AirflowCluster) -> AirflowCluster:
+def broken(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The DAG pack beside broken specs of every kind and two good neighbours, in a folder a test may edit."""
+    folder = tmp_path_factory.mktemp("specs") / "broken"
+    shutil.copytree(broken_specs.FOLDER, folder)
+    for spec in PACK.glob("*.yaml"):
+        shutil.copyfile(spec, folder / spec.name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cluster(airflow: AirflowCluster, broken: Path) -> AirflowCluster:
     airflow.add_dag_file(LOADER.format(folder=str(SPECS)), name="recovery_specs.py")
-    airflow.add_dag_file(LOADER.format(folder=str(BROKEN)), name="recovery_broken.py")
+    airflow.add_dag_file(LOADER.format(folder=str(broken)), name="recovery_broken.py")
+    airflow.add_dag_file(ERRORS.format(folder=str(broken)), name="recovery_broken_errors.py")
     airflow.add_dag_file(LOADER.format(folder=str(UNSYNCED)), name="recovery_unsynced.py")
     # the preflight task reads pools through the REST API with this connection
     airflow.api.request("POST", "/connections", json={
@@ -68,12 +85,71 @@ def states(tis: dict[tuple[str, int], TaskInstance]) -> dict[str, str | None]:
     return {f"{k[0]}[{k[1]}]" if k[1] >= 0 else k[0]: t.state for k, t in tis.items()}
 
 
-def test_a_broken_spec_is_an_import_error_and_hides_no_other_dag(cluster: AirflowCluster) -> None:
-    cluster.api.wait_for_dag("sched_good_neighbour", timeout=120)
+def test_broken_specs_hide_no_dag_are_shown_with_their_place_and_come_back_when_fixed(
+    cluster: AirflowCluster, broken: Path
+) -> None:
+    """On the real dag-processor: every good DAG beside the broken specs stays active (listed, not
+    stale, triggerable); each broken spec is one line of the errors file's import error; a fixed
+    spec's DAG comes back and its line goes, with no restart."""
+    good = [*broken_specs.GOOD_IDS, *(p.stem for p in PACK.glob("*.yaml"))]
+    for dag_id in good:
+        dag = cluster.api.wait_for_dag(dag_id, timeout=120)  # waits until not stale, no import error
+        assert dag["is_stale"] is False and dag["has_import_errors"] is False, dag
+    listed = {d["dag_id"] for d in cluster.api.dags()}
+    assert set(good) | set(DAG_IDS) <= listed
+    assert not listed & set(broken_specs.BROKEN_IDS)
     errors = {e["filename"]: e["stack_trace"] for e in cluster.api.import_errors()}
-    (message,) = [text for name, text in errors.items() if name.endswith("recovery_broken.py")]
-    assert "broken.yaml:5:30: error: phases[0].steps[0]: unknown key 'retires', did you mean 'retries'?" in message
-    assert cluster.api.dag("sched_broken") is None
+    assert not [name for name in errors if name.endswith(("recovery_broken.py", "recovery_specs.py"))], errors
+    (message,) = [text for name, text in errors.items() if name.endswith("recovery_broken_errors.py")]
+    broken_specs.assert_names_every_broken_spec(message, broken)
+    state, tis = run(cluster, "sched_good_callable")
+    assert state == "success" and tis[("a.parse", -1)].state == "success", states(tis)
+
+    with chromium(1400, 1000) as browser:  # what a person sees: the DAG list and its import-error banner
+        browser.get(f"{cluster.base_url}/")
+        browser.add_cookie({"name": "_token", "value": cluster.api.token(), "path": "/"})
+        browser.get(f"{cluster.base_url}/dags")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTIFACTS / "broken-spec-dag-list.png"
+        deadline = time.monotonic() + 60
+        while "sched_good_neighbour" not in browser.page_source and time.monotonic() < deadline:
+            time.sleep(1)
+        _open_import_errors(browser)
+        assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+        assert "broken.yaml:5:30" in browser.page_source, "the import error's text is not on the page"
+
+    started = time.monotonic()
+    (broken / "broken.yaml").write_text(broken_specs.fixed_text())
+    cluster.api.wait_for_dag("sched_broken", timeout=90)
+    while "broken.yaml:" in _errors_text(cluster) and time.monotonic() - started < 90:
+        time.sleep(1)
+    back_after = time.monotonic() - started
+    assert "broken.yaml:" not in _errors_text(cluster)
+    print(f"fixed spec: DAG back and its error gone after {back_after:.1f}s (min_file_process_interval 10s)")
+    cluster.api.unpause("sched_broken")
+    state, _ = run(cluster, "sched_broken")
+    assert state == "success"
+    for dag_id in good:  # and the neighbours never left
+        dag = cluster.api.dag(dag_id)
+        assert dag is not None and dag["is_stale"] is False, dag
+
+
+def _errors_text(cluster: AirflowCluster) -> str:
+    return "\n".join(e["stack_trace"] for e in cluster.api.import_errors() if e["filename"].endswith("recovery_broken_errors.py"))
+
+
+def _open_import_errors(browser: Any) -> None:
+    """Click the DAG list's import-error button, so the screenshot shows the messages."""
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        buttons = [b for b in browser.find_elements(By.TAG_NAME, "button") if "import error" in b.text.lower()]
+        if buttons:
+            buttons[0].click()
+            time.sleep(2)
+            return
+        time.sleep(1)
 
 
 def test_parallel_steps_overlap_and_sequential_steps_do_not(cluster: AirflowCluster) -> None:

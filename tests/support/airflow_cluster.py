@@ -294,18 +294,24 @@ class AirflowApi:
         resp = self.request("GET", f"/dags/{quote(dag_id, safe='')}", ok=(200, 404))
         return None if resp.status_code == 404 else dict(resp.json())
 
+    def dags(self) -> list[dict[str, Any]]:
+        """Every DAG the DAG list shows (stale ones are not listed), all pages."""
+        return self._paged("/dags", "dags")
+
     def wait_for_dag(self, dag_id: str, timeout: float = 60.0) -> dict[str, Any]:
-        """Until the dag-processor has parsed and serialized `dag_id`; on timeout, list import errors."""
+        """Until `dag_id` is parsed, serialized and active (not stale, no import error), as a user
+        needs it to trigger a run: `GET /dags/{id}` also answers for stale DAGs. On timeout, list
+        the import errors."""
         deadline = time.monotonic() + timeout
         while True:
             dag = self.dag(dag_id)
-            if dag is not None:
+            if dag is not None and not dag.get("is_stale") and not dag.get("has_import_errors"):
                 return dag
             self._liveness()
             if time.monotonic() > deadline:
                 errors = [f"{e.get('filename')}:\n{e.get('stack_trace')}" for e in self.import_errors()]
                 raise AirflowHarnessError(
-                    f"DAG {dag_id!r} not parsed within {timeout}s. Import errors ({len(errors)}):\n"
+                    f"DAG {dag_id!r} not parsed (or still stale: {dag}) within {timeout}s. Import errors ({len(errors)}):\n"
                     + ("\n---\n".join(errors) or "(none: is the file in the dags folder? is dag_id right?)")
                     + f"\n{self._diagnostics()}"
                 )

@@ -13,20 +13,11 @@ from typing import Any
 
 import pytest
 
+from tests.support import broken_specs
+
 pytestmark = pytest.mark.unit
 
-BROKEN = Path(__file__).resolve().parents[1] / "scheduler" / "specs_broken"
-GOOD_IDS = {"sched_good_neighbour", "sched_good_callable"}
-# each kind of breakage: file -> what its error must say, at which line:column
-EXPECTED = {
-    "broken.yaml": ":5:30: error: phases[0].steps[0]: unknown key 'retires', did you mean 'retries'? [unknown-key]",
-    "bad_yaml.yaml": ":5:1: error: YAML syntax:",
-    "bad_reference.yaml": ":5:21: error: phase 'b' runs after 'nope', which does not exist [unknown-phase]",
-    "bad_fanout.yaml": ":6:13: error: step 's': in fan-out phase 'fan' it neither takes 'target' nor uses {{ target }}",
-    "bad_callable.yaml": ":6:9: error: step 's': python_callable 'json.no_such_function': module 'json' has no 'no_such_function'",
-    "bad_import.yaml": ":6:9: error: step 's': cannot import operator 'no_such_package.operators:RestoreOperator'",
-    "copy_of_neighbour.yaml": ":2:11: error: recovery id 'sched_good_neighbour' is already the DAG of ",
-}
+BROKEN = broken_specs.FOLDER
 
 
 def deploy(tmp_path: Path, repo: Path, specs: Path) -> Path:
@@ -51,15 +42,13 @@ def test_broken_specs_are_the_errors_file_s_import_error_and_hide_no_dag(tmp_pat
         shutil.copyfile(source, dags / "specs" / source.name)
     found = bag(dags)
     pack = {p.stem for p in (repo / "dags" / "specs").glob("*.yaml")}
-    assert set(found.dags) == pack | GOOD_IDS
+    assert set(found.dags) == pack | set(broken_specs.GOOD_IDS)
     # the DAG file: no import error, so Airflow stales none of its DAGs
     assert set(found.import_errors) == {"recovery_spec_errors.py"}
     assert {dag.relative_fileloc for dag in found.dags.values()} == {"recovery_dags.py"}
     message = found.import_errors["recovery_spec_errors.py"]
-    assert f"{len(EXPECTED)} problem(s) in the recovery specs" in message
-    for name, expected in EXPECTED.items():
-        assert f"{dags / 'specs' / name}{expected}" in message, name
-    assert "internal error" not in message and "Traceback" not in message.split("SpecLoadErrors", 1)[1]
+    broken_specs.assert_names_every_broken_spec(message, dags / "specs")
+    assert "Traceback" not in message.split("SpecLoadErrors", 1)[1]
     # the copy did not take the original's DAG: the original has one step, the copy two
     assert [t.task_id for t in found.dags["sched_good_neighbour"].tasks if t.task_id.startswith("a.")] == ["a.s", "a.gate"]
 
@@ -84,8 +73,7 @@ def test_a_clean_folder_has_no_import_error_and_fixing_a_spec_brings_its_dag(tmp
     dags = deploy(tmp_path, repo, repo / "dags" / "specs")
     shutil.copyfile(BROKEN / "broken.yaml", dags / "specs" / "broken.yaml")
     assert "sched_broken" not in bag(dags).dags
-    fixed = (dags / "specs" / "broken.yaml").read_text().replace("retires: 2", "retries: 2, timeout: 1m")
-    (dags / "specs" / "broken.yaml").write_text(fixed)
+    (dags / "specs" / "broken.yaml").write_text(broken_specs.fixed_text())
     found = bag(dags)
     assert "sched_broken" in found.dags
     assert found.import_errors == {}
@@ -122,3 +110,19 @@ def test_a_python_step_takes_its_callable_as_an_import_path() -> None:
     checked = check_file(BROKEN / "good_callable.yaml")
     assert checked.ok, [d.format() for d in checked.errors]
     assert checked.dag.get_task("a.parse").python_callable is json.loads
+
+
+def test_a_dag_airflow_cannot_serialize_is_refused_before_it_stales_the_dag_file(tmp_path: Path, repo: Path) -> None:
+    """The dag-processor serializes each DAG and keys a failure to the DAG file; the loader checks first."""
+    from recovery_provider.check import check_file
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "linked.yaml").write_text(
+        "recovery: linked\ndefaults: {timeout: 1m}\nphases:\n  - {id: a, steps: [{id: s, uses: 'acme_ops.unserializable:LinkedOperator'}]}\n"
+    )
+    (error,) = check_file(specs / "linked.yaml").errors
+    assert error.format().startswith(f"{specs / 'linked.yaml'}:1:11: error: Airflow refuses this DAG: SerializationError")
+    dags = deploy(tmp_path, repo, specs)
+    found = bag(dags)
+    assert found.dags == {} and set(found.import_errors) == {"recovery_spec_errors.py"}

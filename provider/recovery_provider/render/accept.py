@@ -3,6 +3,10 @@
 The dag-processor validates, cycle-checks and serializes every DAG of a file; a DAG that fails
 any of these becomes an import error of the loader file, and Airflow then marks every DAG of
 that file stale. So the loader runs the same checks per spec first and refuses just that spec.
+
+Serializing costs more than rendering (about 2 s for 1,000 steps), and the operators of the
+registry always serialize (tests/spec/test_verdict.py holds that over the corpus and mutants),
+so only specs that name an operator by import path, whose code we do not know, are serialized.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from recovery_provider.exceptions import RenderError
-from recovery_provider.plan.model import Plan
+from recovery_provider.plan.model import Plan, PlanAction, PlanStep
+from recovery_provider.spec.registry import ALIASES
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -35,10 +40,20 @@ def accepted_dag(plan: Plan, source: str, *, serialize: bool = True) -> DAG:
     try:
         dag.validate()  # type: ignore[no-untyped-call]
         dag.check_cycle()
-        if serialize:
+        if serialize and _names_unknown_operators(plan):
             from airflow.serialization.serialized_objects import DagSerialization
 
             DagSerialization.to_dict(dag)
     except Exception as exc:
         raise RenderError(f"Airflow refuses this DAG: {type(exc).__name__}: {exc}", WHOLE_SPEC) from None
     return dag
+
+
+def _names_unknown_operators(plan: Plan) -> bool:
+    known = set(ALIASES.values())
+    items: list[PlanStep | PlanAction | None] = [*plan.finally_steps]
+    for phase in plan.phases:
+        items += phase.steps
+        items += [s.compensate for s in phase.steps] + [s.skip_if for s in phase.steps]
+        items.append(phase.waves.health_check if phase.waves else None)
+    return any(item is not None and item.operator not in known for item in items)
