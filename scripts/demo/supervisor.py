@@ -18,7 +18,7 @@ import traceback
 from typing import Any
 
 import psutil
-from scripts.demo.common import dags_folder, ROOT, demo_dir, proc_tag, update_state
+from scripts.demo.common import ROOT, dags_folder, demo_dir, proc_tag, update_state
 from scripts.demo.stub import StubServer
 from tests.support.airflow_cluster import AirflowCluster, AirflowHarnessError
 from tests.support.postgres import PostgresCluster, start_replica

@@ -102,6 +102,7 @@ def test_broken_specs_hide_no_dag_are_shown_with_their_place_and_come_back_when_
     assert not [name for name in errors if name.endswith(("recovery_broken.py", "recovery_specs.py"))], errors
     (message,) = [text for name, text in errors.items() if name.endswith("recovery_broken_errors.py")]
     broken_specs.assert_names_every_broken_spec(message, broken)
+    cluster.api.unpause("sched_good_callable")
     state, tis = run(cluster, "sched_good_callable")
     assert state == "success" and tis[("a.parse", -1)].state == "success", states(tis)
 
