@@ -1,0 +1,75 @@
+"""The layout is the DAG: for every corpus and pack spec, the rendered DAG's task ids, kinds and
+edges equal the layout's, and the estimator and the evidence read that same layout."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recovery_provider.check import check_file
+from recovery_provider.plan.layout import Layout, build_layout
+
+pytestmark = pytest.mark.spec
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+CORPUS = sorted([*HERE.glob("valid/*.yaml"), *HERE.glob("warnings/*.yaml"), *(REPO / "dags" / "specs").glob("*.yaml")])
+
+
+def airflow_kind(task: Any) -> str:
+    """A task's kind read off Airflow's own objects (operator class, callable, hooks), not its id."""
+    import functools
+
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+    from airflow.providers.standard.operators.python import BranchPythonOperator, PythonOperator
+
+    from recovery_provider.render import runtime
+    from recovery_provider.render.operators import WaveCheckpointOperator
+
+    if isinstance(task, ApprovalOperator):
+        return "approval"
+    if isinstance(task, BranchPythonOperator):
+        return "branch"
+    if isinstance(task, WaveCheckpointOperator):
+        return "wave_checkpoint"
+    if isinstance(task, PythonOperator):
+        func = task.python_callable
+        func = func.func if isinstance(func, functools.partial) else func
+        known = {runtime.gate: "gate", runtime.preflight: "preflight", runtime.outcome: "outcome",
+                 runtime.wave_slice: "wave_slice", runtime.resolve_targets: "resolver"}
+        if func in known:
+            return known[func]
+    hook = getattr(getattr(task, "_pre_execute_hook", None), "__qualname__", "")
+    if "compensate_only_if" in hook:
+        return "undo"
+    if task.task_group is None or task.task_group.group_id is None:
+        return "finally"
+    name = task.task_display_name
+    if name.endswith(": already done?"):
+        return "probe"
+    if re.search(r": wave\d+ health$", name):
+        return "wave_health"
+    return "step"
+
+
+def shape(dag: Any) -> tuple[dict[str, str], set[tuple[str, str]]]:
+    kinds = {t.task_id: airflow_kind(t) for t in dag.tasks}
+    edges = {(up, t.task_id) for t in dag.tasks for up in t.upstream_task_ids}
+    return kinds, edges
+
+
+@pytest.mark.parametrize("spec", CORPUS, ids=lambda p: p.stem)
+def test_the_dag_is_its_layout(spec: Path) -> None:
+    checked = check_file(str(spec))
+    assert checked.plan is not None and checked.dag is not None, [d.format() for d in checked.errors]
+    layout: Layout = build_layout(checked.plan)
+    kinds, edges = shape(checked.dag)
+    assert kinds == layout.kinds()
+    assert edges == set(layout.edges)
+    mapped = {t.task_id for t in checked.dag.tasks if t.get_closest_mapped_task_group() is not None}
+    assert mapped == {t.id for t in layout.tasks if t.mapped}
+    rules = {t.task_id: str(t.trigger_rule.value if hasattr(t.trigger_rule, "value") else t.trigger_rule) for t in checked.dag.tasks}
+    assert rules == {t.id: t.trigger for t in layout.tasks}

@@ -1,0 +1,120 @@
+"""The layout: ids, kinds, trigger rules and edges of a plan's DAG, without Airflow."""
+
+from __future__ import annotations
+
+import pytest
+
+from recovery_provider.plan.layout import build_layout
+from tests.conftest import plan_of
+
+pytestmark = pytest.mark.unit
+
+LOOKALIKES = """
+recovery: lookalikes
+defaults: {timeout: 1m}
+phases:
+  - id: before
+    steps:
+      - {id: fetch_targets, uses: empty}
+      - {id: choose, uses: empty}
+      - {id: x_checkpoint, uses: empty}
+      - {id: wave1_targets, uses: empty}
+finally:
+  - {id: targets, uses: empty}
+"""
+
+
+def test_steps_named_like_control_tasks_are_steps() -> None:
+    layout = build_layout(plan_of(LOOKALIKES))
+    kinds = layout.kinds()
+    for step in ("fetch_targets", "choose", "x_checkpoint", "wave1_targets"):
+        assert kinds[f"before.{step}"] == "step"
+    assert kinds["targets"] == "finally"
+    assert layout.phase("before").work == ("before.fetch_targets", "before.choose", "before.x_checkpoint", "before.wave1_targets")
+
+
+def test_sequential_chain_rules_and_edges() -> None:
+    layout = build_layout(plan_of("""
+recovery: r
+defaults: {timeout: 1m}
+phases:
+  - id: a
+    steps:
+      - {id: one, uses: empty, critical: false}
+      - {id: two, uses: empty, skip_if: {uses: empty}}
+      - {id: three, uses: empty}
+  - id: b
+    parallel: [{id: p, uses: empty}, {id: q, uses: empty, compensate: {uses: empty}}]
+"""))
+    one, probe, two, three = (layout.task(f"a.{t}") for t in ("one", "two__probe", "two", "three"))
+    assert (one.trigger, one.upstream) == ("none_failed", ("preflight",))
+    assert (probe.kind, probe.trigger, probe.upstream, probe.serves) == ("probe", "all_done", ("a.one",), "a.two")
+    assert (two.trigger, two.upstream) == ("all_success", ("a.two__probe",))
+    assert three.trigger == "none_failed"  # after a probed step, which may skip
+    assert layout.task("a.gate").upstream == ("a.one", "a.two__probe", "a.two", "a.three")
+    assert layout.task("b.p").upstream == layout.task("b.q").upstream == ("a.gate",)
+    undo = layout.task("b.q__undo")
+    assert (undo.kind, undo.trigger, undo.upstream, undo.serves) == ("undo", "one_failed", ("b.gate",), "b.q")
+    assert layout.task("outcome").upstream == ("b.gate", "b.q__undo", "a.gate")
+
+
+def test_fan_out_chain_is_mapped_and_honours_non_critical_steps() -> None:
+    layout = build_layout(plan_of("""
+recovery: r
+defaults: {timeout: 1m}
+phases:
+  - id: f
+    for_each: {over: [x, y], as: db}
+    steps:
+      - {id: s, uses: empty, critical: false, compensate: {uses: empty}}
+      - {id: t, uses: empty, compensate: {uses: empty}}
+finally:
+  - {id: cleanup, uses: empty}
+"""))
+    s, t = layout.task("f.each.s"), layout.task("f.each.t")
+    assert s.mapped_by == t.mapped_by == "f.targets" and layout.task("f.targets").kind == "resolver"
+    assert t.trigger == "all_done"  # s may fail without failing its target
+    assert t.upstream == ("f.each.s", "f.targets")
+    assert layout.task("f.gate").upstream == ("f.each.t",)
+    assert layout.phase("f").work == ("f.each.s", "f.each.t")
+    assert layout.task("f.undo.t__undo").upstream == ("f.gate", "f.targets")
+    assert layout.task("f.undo.s__undo").serves == "f.each.s"
+    assert layout.task("cleanup").upstream == ("f.gate", "f.undo.s__undo")
+
+
+def test_waves_slice_health_and_checkpoint() -> None:
+    layout = build_layout(plan_of("""
+recovery: r
+defaults: {timeout: 1m}
+phases:
+  - id: w
+    waves: {over: [a, b, c], size: 2, health_check: {uses: empty}}
+    steps: [{id: bounce, uses: empty, with: {}}]
+"""))
+    kinds = layout.kinds()
+    assert [k for k in kinds if k.startswith("w.")] == [
+        "w.targets", "w.wave1_targets", "w.wave1.bounce", "w.wave1_health", "w.wave1_checkpoint",
+        "w.wave2_targets", "w.wave2.bounce", "w.wave2_health", "w.gate"]
+    assert kinds["w.wave1_checkpoint"] == "wave_checkpoint" and kinds["w.wave1_health"] == "wave_health"
+    assert layout.task("w.wave2_targets").upstream == ("w.wave1_checkpoint",)
+    assert layout.task("w.wave2.bounce").wave == 1 and layout.task("w.wave2.bounce").mapped_by == "w.wave2_targets"
+    assert layout.phase("w").waves == (("w.wave1.bounce", "w.wave1_health"), ("w.wave2.bounce", "w.wave2_health"))
+    assert layout.task("w.gate").upstream == ("w.wave2_health",)
+
+
+def test_branch_and_approval_are_their_phase_exit() -> None:
+    layout = build_layout(plan_of("""
+recovery: r
+defaults: {timeout: 1m}
+params: {mode: {enum: [x, y], default: x}}
+phases:
+  - id: pick
+    branch: [{when: "params.mode == 'x'", then: left}, {otherwise: right}]
+  - {id: left, steps: [{id: l, uses: empty}]}
+  - {id: right, steps: [{id: r, uses: empty}]}
+  - {id: ok, approval: {subject: "Go?"}}
+"""))
+    assert layout.task("pick.choose").kind == "branch" and layout.phase("pick").exit == "pick.choose"
+    assert layout.task("left.l").upstream == ("pick.choose",)
+    assert layout.task("ok.approve").kind == "approval"
+    assert layout.task("ok.approve").upstream == ("left.gate", "right.gate")
