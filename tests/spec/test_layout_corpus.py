@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from recovery_provider.check import check_file
-from recovery_provider.plan.layout import Layout, build_layout
+from recovery_provider.evidence.collect import recorded_layout, task_kind
+from recovery_provider.plan.layout import Layout, build_layout, layout_record
 
 pytestmark = pytest.mark.spec
 
@@ -73,3 +74,17 @@ def test_the_dag_is_its_layout(spec: Path) -> None:
     assert mapped == {t.id for t in layout.tasks if t.mapped}
     rules = {t.task_id: str(t.trigger_rule.value if hasattr(t.trigger_rule, "value") else t.trigger_rule) for t in checked.dag.tasks}
     assert rules == {t.id: t.trigger for t in layout.tasks}
+
+
+@pytest.mark.parametrize("spec", CORPUS, ids=lambda p: p.stem)
+def test_the_evidence_reads_the_layout_serialized_with_the_dag(spec: Path) -> None:
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    checked = check_file(str(spec))
+    assert checked.plan is not None and checked.dag is not None
+    stored = DagSerialization.from_dict(DagSerialization.to_dict(checked.dag))  # as the scheduler holds the run's DAG
+    layout = build_layout(checked.plan)
+    assert recorded_layout(stored) == layout_record(layout)
+    kinds = {t.task_id: task_kind(t.task_id, recorded_layout(stored))[1] for t in stored.tasks}
+    steps = {f"{s.phase_id}.{s.id}" for p in checked.plan.phases for s in p.steps if p.fan_out is None}
+    assert all(kinds[s] == "step" for s in steps)

@@ -16,12 +16,20 @@ import pytest
 from typer.testing import CliRunner
 
 from recovery_provider.cli.main import app
-from recovery_provider.evidence.collect import build_record, recovery_points, target_labels, task_kind
+from recovery_provider.evidence.collect import (
+    build_record,
+    mapped_feeds,
+    recovery_points,
+    target_labels,
+    task_kind,
+)
 from recovery_provider.evidence.html import report_html, runs_html
 from recovery_provider.evidence.ledger import Ledger, LedgerError
 from recovery_provider.evidence.record import ApprovalRecord, PlanEvidence, RunRecord, TaskRecord
 from recovery_provider.evidence.report import build_report, build_trend, critical_path, judge
 from recovery_provider.exceptions import RecoveryError
+from recovery_provider.plan.layout import build_layout, layout_record
+from tests.conftest import plan_of
 
 pytestmark = pytest.mark.unit
 UTC = dt.timezone.utc
@@ -50,11 +58,12 @@ def plan(rto: float | None = 120.0, **kw: Any) -> dict[str, Any]:
 def record(rows: Iterable[Mapping[str, Any]] = (), *, run_id: str = RUN_ID, start: float | None = 0.0,
            end: float | None = 100.0, upstream: Mapping[str, list[str]] | None = None,
            evidence: Mapping[str, Any] | None = None, conf: Mapping[str, Any] | None = None,
-           step_results: Iterable[Any] = (), approvals: Iterable[ApprovalRecord] = (), dag_id: str = "dr") -> RunRecord:
+           step_results: Iterable[Any] = (), approvals: Iterable[ApprovalRecord] = (), dag_id: str = "dr",
+           layout: Mapping[str, list[str | None]] | None = None) -> RunRecord:
     return build_record(dag_id=dag_id, run_id=run_id, run_type="manual", state="success", queued_at=at(start),
                         start=at(start), end=at(end), task_rows=list(rows), upstream=upstream or {},
                         approvals=list(approvals), step_results=list(step_results), evidence=evidence, conf=conf,
-                        now=T0 + dt.timedelta(days=1))
+                        now=T0 + dt.timedelta(days=1), layout=layout)
 
 
 def task(task_id: str, start: float, end: float | None, upstream: Iterable[str] = (), map_index: int = -1,
@@ -63,24 +72,73 @@ def task(task_id: str, start: float, end: float | None, upstream: Iterable[str] 
                       upstream=list(upstream))
 
 
-@pytest.mark.parametrize(("task_id", "operator", "expected"), [
-    ("preflight", None, (None, "control")),
-    ("outcome", None, (None, "control")),
-    ("notify_team", None, (None, "finally")),
-    ("p.gate", None, ("p", "gate")),
-    ("p.x__undo", None, ("p", "undo")),
-    ("p.x__probe", None, ("p", "probe")),
-    ("p.targets", None, ("p", "control")),
-    ("p.wave1_targets", None, ("p", "control")),
-    ("p.wave1_checkpoint", None, ("p", "control")),
-    ("p.choose", None, ("p", "control")),
-    ("p.ask", "ApprovalOperator", ("p", "approval")),
-    ("p.step", "PythonOperator", ("p", "step")),
-    ("p.wave2.step", None, ("p", "step")),
-    ("p.wave2.gate", None, ("p", "gate")),
+LAYOUT_SPEC = """
+recovery: kinds
+defaults: {timeout: 1m}
+phases:
+  - id: after
+    steps:
+      - {id: fetch_targets, uses: empty}
+      - {id: choose, uses: empty}
+      - {id: x_checkpoint, uses: empty, skip_if: {uses: empty}, compensate: {uses: empty}}
+  - id: p
+    waves: {over: [a, b], size: 1, health_check: {uses: empty}}
+    steps: [{id: step, uses: empty, with: {}}]
+  - id: pick
+    branch: [{when: "params.dry_run", then: q}, {otherwise: ask}]
+  - {id: q, for_each: {over: [a]}, steps: [{id: targets, uses: empty, with: {}}]}
+  - {id: ask, approval: {subject: "Go?"}}
+finally:
+  - {id: notify_team, uses: empty}
+"""
+
+
+@pytest.fixture(scope="module")
+def layout() -> dict[str, list[str | None]]:
+    return layout_record(build_layout(plan_of(LAYOUT_SPEC)))
+
+
+@pytest.mark.parametrize(("task_id", "expected"), [
+    ("preflight", (None, "control")),
+    ("outcome", (None, "control")),
+    ("notify_team", (None, "finally")),
+    ("after.gate", ("after", "gate")),
+    ("after.x_checkpoint__undo", ("after", "undo")),
+    ("after.x_checkpoint__probe", ("after", "probe")),
+    # steps named like the tasks the DAG factory adds are steps
+    ("after.fetch_targets", ("after", "step")),
+    ("after.choose", ("after", "step")),
+    ("after.x_checkpoint", ("after", "step")),
+    ("q.each.targets", ("q", "step")),
+    ("q.targets", ("q", "control")),
+    ("p.wave1_targets", ("p", "control")),
+    ("p.wave1_checkpoint", ("p", "control")),
+    ("p.wave1_health", ("p", "step")),
+    ("pick.choose", ("pick", "control")),
+    ("ask.approve", ("ask", "approval")),
+    ("p.wave2.step", ("p", "step")),
 ])
-def test_task_kind_from_generated_ids(task_id: str, operator: str | None, expected: tuple[str | None, str]) -> None:
-    assert task_kind(task_id, operator) == expected
+def test_task_kind_from_the_layout(layout: dict[str, list[str | None]], task_id: str,
+                                   expected: tuple[str | None, str]) -> None:
+    assert task_kind(task_id, layout) == expected
+
+
+def test_without_a_layout_only_reserved_ids_are_known() -> None:
+    assert task_kind("p.fetch_targets", None) == ("p", "step")
+    assert task_kind("p.targets", None) == ("p", "step")  # unknown: never hidden as control
+    assert (task_kind("p.gate", None), task_kind("p.s__undo", None)) == (("p", "gate"), ("p", "undo"))
+    assert (task_kind("outcome", None), task_kind("cleanup", None)) == ((None, "control"), (None, "finally"))
+
+
+def test_a_failed_step_named_like_a_control_task_is_reported(layout: dict[str, list[str | None]]) -> None:
+    rows = [row("after.fetch_targets", 0, 1, state="failed"), row("after.choose", 1, 2, state="upstream_failed"),
+            row("after.gate", 2, 3, state="failed"), row("q.targets", 3, 4, state="failed")]
+    record = build_record(
+        dag_id="kinds", run_id="r", run_type="manual", state="failed", queued_at=T0, start=T0, end=at(4),
+        task_rows=rows, upstream={}, approvals=[], step_results=[], layout=layout, evidence=None, conf=None, now=T0,
+    )
+    assert [t.kind for t in record.tasks] == ["step", "step", "gate", "control"]
+    assert build_report(record).failures == ["after.fetch_targets: failed", "after.choose: upstream_failed"]
 
 
 def test_recovery_points_read_only_finished_at_timestamps() -> None:
@@ -174,7 +232,8 @@ def diamond_record(**kw: Any) -> RunRecord:
     ]
     upstream = {"p.a": ["preflight"], "p.b": ["p.a"], "p.c": ["p.a"], "p.gate": ["p.b", "p.c"], "q.late": ["p.gate"],
                 "q.gate": ["q.late"], "outcome": ["q.gate", "p.gate"]}
-    return record(rows, upstream=upstream, end=92, evidence={"plan": plan()}, **kw)
+    layout = {"p.wave1_targets": ["wave_slice", "p", None, None]}
+    return record(rows, upstream=upstream, end=92, evidence={"plan": plan()}, layout=layout, **kw)
 
 
 def test_report_failures_compensations_and_timeline() -> None:
@@ -332,11 +391,18 @@ def test_cli_unknown_dag_or_run_is_a_clear_error(ledger_dir: Path) -> None:
 
 
 def test_fan_out_targets_are_labelled_from_their_resolvers() -> None:
+    feeds = mapped_feeds({
+        "restore.targets": ["resolver", "restore", None, None],
+        "restore.each.load": ["step", "restore", "each", "restore.targets"],
+        "restore.undo.load__undo": ["undo", "restore", "undo", "restore.targets"],
+        "restart.wave2.bounce": ["step", "restart", "wave2", "restart.wave2_targets"],
+        "other.each.step": ["step", "other", "each", "other.targets"],
+    })
     labels = target_labels({
         "restore.targets": [{"target": "orders", "load__cmd": "x"}, {"target": "billing"}],
         "restart.wave2_targets": [{"target": {"host": "app-5", "port": 8080}}],
-        "restart.targets": "not a list",
-    })
+        "other.targets": "not a list",
+    }, feeds)
     assert labels == {"restore.each.": ["orders", "billing"], "restore.undo.": ["orders", "billing"],
                       "restart.wave2.": ['{"host": "app-5", "port": 8080}']}
     rows = [

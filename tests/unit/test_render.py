@@ -187,3 +187,38 @@ phases:
 """)
     with pytest.raises(RenderError, match="'compensate' on a step of a waves phase is not supported yet"):
         build_dag(plan, "r.yaml")
+
+
+def test_the_outcome_carries_the_layout_and_the_plan_not_the_spec_path(dag: Any) -> None:
+    import json
+
+    outcome = dag.get_task("outcome")
+    layout = json.loads(outcome.doc_json)
+    assert layout["fan.each.dump"] == ["step", "fan", "each", "fan.targets"]
+    assert layout["choose.choose"][0] == "branch"
+    assert outcome.op_kwargs == {"gate_ids": ["seq.gate", "par.gate", "fan.gate", "choose.choose", "left.gate",
+                                              "right.gate", "ok.approve"]}
+    assert outcome.python_callable.keywords["plan"].id == "shape"
+
+
+def test_plan_evidence_is_the_estimate_of_the_path_taken() -> None:
+    from recovery_provider.render.runtime import plan_evidence
+
+    plan = plan_of("""
+recovery: r
+objectives: {rto: 10m}
+params: {mode: {enum: [x, y], default: x}}
+phases:
+  - id: pick
+    branch: [{when: "params.mode == 'x'", then: fast}, {otherwise: slow}]
+  - {id: fast, steps: [{id: f, uses: empty, timeout: 1m, expected_duration: 10s}]}
+  - {id: slow, steps: [{id: s, uses: empty, timeout: 1m, expected_duration: 90s}]}
+""")
+
+    class Ti:
+        def xcom_pull(self, task_ids: str) -> list[str]:
+            assert task_ids == "pick.choose"
+            return ["fast.f"]
+
+    found = plan_evidence(plan, {"ti": Ti()})
+    assert (found["planned_seconds"], found["scenario"], found["rto_seconds"]) == (10.0, "fast", 600.0)

@@ -10,35 +10,56 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from recovery_provider.evidence.record import ApprovalRecord, PlanEvidence, RunRecord, TaskKind, TaskRecord
+from recovery_provider.plan.layout import GATE, OUTCOME
 from recovery_provider.plan.model import PROBE_SUFFIX, RESERVED_TOP_LEVEL, UNDO_SUFFIX
 
 EVIDENCE_XCOM_KEY = "recovery_evidence"
 RECOVERY_TAG = "recovery"  # every generated DAG carries it
-_CONTROL_IDS = frozenset({"gate", "targets", "choose"})
-_CONTROL_SUFFIXES = ("_targets", "_checkpoint")
+# Layout kinds as the record names them: the tasks the DAG factory adds around the steps are control.
+_RECORD_KINDS: dict[str, TaskKind] = {
+    "step": "step", "finally": "finally", "gate": "gate", "approval": "approval", "undo": "undo",
+    "probe": "probe", "wave_health": "step",
+}
+LayoutRecord = Mapping[str, Sequence[Any]]  # plan.layout.layout_record: id -> [kind, phase, group, mapped_by]
 
 
-def task_kind(task_id: str, operator: str | None) -> tuple[str | None, TaskKind]:
-    """(phase, kind) of a task of a generated DAG, from the ids the DAG factory gives."""
+def task_kind(task_id: str, layout: LayoutRecord | None) -> tuple[str | None, TaskKind]:
+    """(phase, kind) of a task of a generated DAG, as the layout the DAG was rendered from says.
+
+    Without a layout (a DAG rendered before layouts were recorded) only the reserved ids are
+    known: everything else counts as a step, so a failure is never hidden as a control task's.
+    """
+    found = (layout or {}).get(task_id)
+    if found:
+        return found[1], _RECORD_KINDS.get(str(found[0]), "control")
     if "." not in task_id:
         return None, ("control" if task_id in RESERVED_TOP_LEVEL else "finally")
     phase, _, rest = task_id.partition(".")
     last = rest.rsplit(".", 1)[-1]
-    if last == "gate":
+    if last == GATE:
         return phase, "gate"
-    if operator == "ApprovalOperator":
-        return phase, "approval"
-    if last.endswith(UNDO_SUFFIX):
-        return phase, "undo"
-    if last.endswith(PROBE_SUFFIX):
-        return phase, "probe"
-    if last in _CONTROL_IDS or last.endswith(_CONTROL_SUFFIXES):
-        return phase, "control"
-    return phase, "step"
+    return phase, ("undo" if last.endswith(UNDO_SUFFIX) else "probe" if last.endswith(PROBE_SUFFIX) else "step")
+
+
+def recorded_layout(dag: Any) -> LayoutRecord | None:
+    """The layout the renderer stored in the outcome task's doc_json: serialized with the DAG version
+    that ran, so the record describes that DAG even if its spec has changed since."""
+    task = getattr(dag, "task_dict", {}).get(OUTCOME)
+    try:
+        found = json.loads(getattr(task, "doc_json", None) or "null")
+    except ValueError:
+        return None
+    return found if isinstance(found, Mapping) else None
+
+
+def mapped_feeds(layout: LayoutRecord) -> dict[str, str]:
+    """Id prefix of each mapped task group (``P.each.``, ``P.undo.``, ``P.wave2.``) -> the task whose
+    output maps it (the resolver, or the wave's slice)."""
+    return {f"{row[1]}.{row[2]}.": str(row[3]) for row in layout.values() if len(row) > 3 and row[2] and row[3]}
 
 
 def recovery_points(values: Iterable[Any]) -> list[dt.datetime]:
@@ -69,21 +90,17 @@ def recovery_points(values: Iterable[Any]) -> list[dt.datetime]:
     return found
 
 
-def target_labels(resolver_results: Mapping[str, Any]) -> dict[str, list[str]]:
+def target_labels(resolver_results: Mapping[str, Any], feeds: Mapping[str, str]) -> dict[str, list[str]]:
     """Labels of a fan-out's targets, by the id prefix of the mapped tasks they feed.
 
-    The resolver ``P.targets`` feeds ``P.each.*`` and ``P.undo.*``; a wave's slice ``P.waveN_targets`` feeds
-    ``P.waveN.*``. Each result is the list of per-target kwargs; only its ``target`` is read.
+    `feeds` maps each group prefix to the task whose output maps it (see :func:`mapped_feeds`); that
+    output is the list of per-target kwargs, of which only ``target`` is read.
     """
     labels: dict[str, list[str]] = {}
-    for task_id, value in resolver_results.items():
-        phase, _, last = task_id.rpartition(".")
-        if not phase or not isinstance(value, list):
-            continue
-        names = [_short(row.get("target")) if isinstance(row, Mapping) else "?" for row in value]
-        # the resolver also feeds the per-target compensations (group `undo`)
-        for group in (("each", "undo") if last == "targets" else (last.removesuffix("_targets"),)):
-            labels[f"{phase}.{group}."] = names
+    for prefix, source in feeds.items():
+        value = resolver_results.get(source)
+        if isinstance(value, list):
+            labels[prefix] = [_short(row.get("target")) if isinstance(row, Mapping) else "?" for row in value]
     return labels
 
 
@@ -120,6 +137,7 @@ def build_record(
     approvals: Iterable[ApprovalRecord],
     step_results: Iterable[Any],
     labels: Mapping[str, list[str]] | None = None,
+    layout: LayoutRecord | None = None,
     evidence: Mapping[str, Any] | None,
     conf: Mapping[str, Any] | None,
     now: dt.datetime | None = None,
@@ -128,7 +146,7 @@ def build_record(
     tasks = []
     for row in task_rows:
         task_id = str(row["task_id"])
-        phase, kind = task_kind(task_id, row.get("operator"))
+        phase, kind = task_kind(task_id, layout)
         map_index = int(row.get("map_index", -1))
         tasks.append(TaskRecord(
             task_id=task_id, map_index=map_index,
@@ -199,16 +217,18 @@ def collect(dag_run: Any, session: Any) -> RunRecord:
         .where(XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id,
                XComModel.key.in_(["return_value", EVIDENCE_XCOM_KEY]))
     ).all()
-    kinds = {row["task_id"]: task_kind(str(row["task_id"]), row["operator"])[1] for row in rows}
+    layout = recorded_layout(dag)
+    kinds = {row["task_id"]: task_kind(str(row["task_id"]), layout)[1] for row in rows}
+    feeds = mapped_feeds(layout or {})
     step_results: list[Any] = []
     resolvers: dict[str, Any] = {}
     evidence: Any = None
     for row in xcoms:
-        if row.task_id == "outcome" and row.key == EVIDENCE_XCOM_KEY:
+        if row.task_id == OUTCOME and row.key == EVIDENCE_XCOM_KEY:
             evidence = XComModel.deserialize_value(row)
         elif row.key == "return_value" and kinds.get(row.task_id) in ("step", "finally"):
             step_results.append(XComModel.deserialize_value(row))
-        elif row.key == "return_value" and kinds.get(row.task_id) == "control" and row.task_id.endswith("targets"):
+        elif row.key == "return_value" and row.task_id in feeds.values():
             resolvers[row.task_id] = XComModel.deserialize_value(row)
     state = dag_run.state
     return build_record(
@@ -216,7 +236,7 @@ def collect(dag_run: Any, session: Any) -> RunRecord:
         run_type=str(getattr(dag_run.run_type, "value", dag_run.run_type)),
         state=str(getattr(state, "value", state)), queued_at=dag_run.queued_at,
         start=dag_run.start_date, end=dag_run.end_date, task_rows=rows, upstream=upstream,
-        approvals=approvals, step_results=step_results, labels=target_labels(resolvers),
+        approvals=approvals, step_results=step_results, labels=target_labels(resolvers, feeds), layout=layout,
         evidence=evidence if isinstance(evidence, Mapping) else None,
         conf=dag_run.conf if isinstance(dag_run.conf, Mapping) else None,
     )

@@ -11,7 +11,7 @@ Edges are Airflow's: a task of a mapped group also waits for the task whose outp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from recovery_provider.plan.model import PROBE_SUFFIX, UNDO_SUFFIX, Plan, PlanPhase, PlanStep
 
@@ -260,6 +260,8 @@ def build_layout(plan: Plan) -> Layout:
     return _Builder(plan).build()
 
 
-def layout_to_json(layout: Layout) -> dict[str, Any]:
-    """Task id -> kind and phase: what a run records so its evidence describes the DAG that ran."""
-    return {"tasks": {t.id: [t.kind, t.phase_id] for t in layout.tasks}}
+def layout_record(layout: Layout) -> dict[str, list[str | None]]:
+    """Task id -> [kind, phase, mapped group, mapped by]: what the evidence classifies a run's task
+    instances by. The renderer stores it in the DAG (outcome's op_kwargs), so it is serialized with
+    the DAG version the run used and describes the DAG that ran, not a spec edited since."""
+    return {t.id: [t.kind, t.phase_id, t.group, t.mapped_by] for t in layout.tasks}

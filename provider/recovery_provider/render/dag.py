@@ -19,6 +19,7 @@ import datetime as dt
 import functools
 import importlib
 import inspect
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, task_group
 from airflow.sdk.bases.operator import BaseOperator
 
 from recovery_provider.exceptions import RenderError
+from recovery_provider.plan.layout import build_layout, layout_record
 from recovery_provider.plan.model import PROBE_SUFFIX, UNDO_SUFFIX, Plan, PlanAction, PlanPhase, PlanStep
 from recovery_provider.render import runtime
 from recovery_provider.render.docs import runbook_markdown
@@ -163,8 +165,13 @@ class _Renderer:
                 task.set_upstream(list(last))
                 last = [task]
             gate_ids = [task.task_id for task in self.exits.values()]
+            # The plan goes in a partial (the worker's own parse, never serialized nor templated):
+            # the estimate for the path taken comes from it, not from re-reading the spec from disk.
+            # The layout goes in doc_json, serialized with the DAG version a run uses (templated
+            # fields such as op_kwargs are cut at 4096 characters): the evidence classifies by it.
             verdict = PythonOperator(
-                task_id="outcome", python_callable=runtime.outcome, op_kwargs={"gate_ids": gate_ids, "spec_path": self.source},
+                task_id="outcome", python_callable=functools.partial(runtime.outcome, plan=self.plan),
+                op_kwargs={"gate_ids": gate_ids}, doc_json=json.dumps(layout_record(build_layout(self.plan))),
                 trigger_rule=TriggerRule.ALL_DONE, retries=0, task_display_name="outcome",
                 doc_md="Fails the run when any phase failed (after `finally`); flags a partial recovery.",
             )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from recovery_provider.plan.layout import BRANCH, in_phase
+from recovery_provider.plan.model import Plan
 from recovery_provider.render.policy import judge_phase, run_outcome, substitute_target
 from recovery_provider.spec.expressions import UnknownState, parse_condition
 from recovery_provider.spec.models import FailurePolicy, TargetSource
@@ -136,11 +138,12 @@ def choose_branch(choices: list[dict[str, Any]], entries: dict[str, list[str]], 
     return entries[fallback]
 
 
-def outcome(gate_ids: list[str], spec_path: str | None = None, **context: Any) -> dict[str, Any]:
+def outcome(gate_ids: list[str], plan: Plan | None = None, **context: Any) -> dict[str, Any]:
     """The run's verdict, decided once at the end: a failed phase fails the run even after `finally`.
 
     Also leaves, as XCom ``recovery_evidence``, what the ledger cannot read off Airflow: the
-    verdict (also when it fails the run), dry run or not, and the spec's estimate for the path taken.
+    verdict (also when it fails the run), dry run or not, and the plan's estimate for the path
+    taken. `plan` is the one this DAG was rendered from.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -154,7 +157,7 @@ def outcome(gate_ids: list[str], spec_path: str | None = None, **context: Any) -
     )
     ti.xcom_push(key=EVIDENCE_XCOM_KEY, value={
         "result": result, "dry_run": bool(context["params"].get("dry_run")),
-        "plan": _plan_evidence(spec_path, context) if spec_path else None,
+        "plan": plan_evidence(plan, context) if plan is not None else None,
     })
     if result["outcome"] == "failed":
         _note_run(context, f"FAILED in phase(s) {', '.join(result['failed_phases'])}")
@@ -169,25 +172,16 @@ def outcome(gate_ids: list[str], spec_path: str | None = None, **context: Any) -
     return result
 
 
-def _plan_evidence(spec_path: str, context: Any) -> dict[str, Any] | None:
-    """The spec's estimate for the branch choices this run made; None (logged) if the spec no longer compiles."""
-    import os
+def plan_evidence(plan: Plan, context: Any) -> dict[str, Any]:
+    """The plan's estimate for the branch choices this run made (estimated here, once per run, not
+    at every parse of the DAG file)."""
+    from recovery_provider.plan.estimate import estimate_plan
 
-    from recovery_provider.check import check_file
-
-    if not os.path.isfile(spec_path):
-        log.warning("evidence: spec %s is not readable here, the report has no plan", spec_path)
-        return None
-    checked = check_file(spec_path)
-    if checked.plan is None or checked.estimate is None:
-        log.warning("evidence: %s no longer compiles, the report has no plan: %s", spec_path,
-                    "; ".join(d.format() for d in checked.errors[:3]))
-        return None
-    plan, estimate = checked.plan, checked.estimate
+    estimate = estimate_plan(plan)
     choices = {}
     for phase in plan.phases:
         if phase.kind == "branch":
-            taken = context["ti"].xcom_pull(task_ids=f"{phase.id}.choose")
+            taken = context["ti"].xcom_pull(task_ids=in_phase(phase.id, BRANCH))
             if taken:
                 choices[phase.id] = str(next(iter(taken))).split(".", 1)[0]
     scenario = next((s for s in estimate.scenarios if s.choices == choices), estimate.worst)
