@@ -216,6 +216,25 @@ def test_compensation_undoes_what_succeeded_newest_first_and_finally_still_fails
     assert (report.outcome, report.failed_phases, report.failures) == ("failed", ["change", "later"], ["change.third: failed", "later.never: upstream_failed"])
 
 
+def test_a_failing_non_critical_step_fails_neither_its_target_nor_its_wave_nor_its_phase(cluster: AirflowCluster) -> None:
+    state, tis = run(cluster, "sched_non_critical")
+    got = states(tis)
+    assert state == "success", got
+    # targets are mapped in order: a 0, b 1, c 2
+    assert [got[f"fan.each.optional_work[{i}]"] for i in range(3)] == ["success", "failed", "success"]
+    assert [got[f"fan.each.main_work[{i}]"] for i in range(3)] == ["success", "success", "success"]
+    assert got["fan.gate"] == "success"
+    assert [got[f"rolling.wave1.optional_bounce[{i}]"] for i in range(2)] == ["success", "failed"]
+    assert [got[f"rolling.wave1.bounce[{i}]"] for i in range(2)] == ["success", "success"]
+    assert got["rolling.wave1_checkpoint"] == "success"  # max_failed_waves 1: the wave did not fail
+    assert got["rolling.wave2.bounce[0]"] == "success" and got["rolling.gate"] == "success"
+    assert got["after.done"] == "success" and got["outcome"] == "success"
+    [record] = Ledger(str(cluster.home / "recovery-ledger")).runs("sched_non_critical")
+    kinds = {t.task_id: t.kind for t in record.tasks}
+    assert (kinds["fan.each.optional_work"], kinds["fan.targets"], kinds["rolling.wave1_checkpoint"]) == ("step", "control", "control")
+    assert record.outcome == "ok"
+
+
 def test_a_phase_that_succeeds_undoes_nothing(cluster: AirflowCluster, tmp_path: Path) -> None:
     state, tis = run(cluster, "sched_compensate_ok", {"dir": str(tmp_path)})
     got = states(tis)

@@ -118,3 +118,19 @@ phases:
     assert layout.task("left.l").upstream == ("pick.choose",)
     assert layout.task("ok.approve").kind == "approval"
     assert layout.task("ok.approve").upstream == ("left.gate", "right.gate")
+
+
+def test_a_non_critical_step_fails_no_wave() -> None:
+    layout = build_layout(plan_of("""
+recovery: r
+defaults: {timeout: 1m}
+phases:
+  - id: w
+    waves: {over: [a, b], size: 1}
+    steps:
+      - {id: maybe, uses: empty, critical: false, with: {}}
+      - {id: must, uses: empty, with: {}}
+"""))
+    assert layout.task("w.wave1.must").trigger == "all_done"
+    assert layout.phase("w").waves == (("w.wave1.must",), ("w.wave2.must",))
+    assert "w.wave1.maybe" in layout.phase("w").work  # the gate sees it, and knows it is non-critical

@@ -222,3 +222,25 @@ phases:
 
     found = plan_evidence(plan, {"ti": Ti()})
     assert (found["planned_seconds"], found["scenario"], found["rto_seconds"]) == (10.0, "fast", 600.0)
+
+
+def test_non_critical_steps_work_alike_in_fan_outs_and_waves() -> None:
+    dag = build_dag(plan_of("""
+recovery: r
+defaults: {timeout: 1m}
+phases:
+  - id: f
+    for_each: {over: [x, y], as: db}
+    steps:
+      - {id: maybe, uses: bash, critical: false, with: {bash_command: "try {{ db }}"}}
+      - {id: must, uses: bash, with: {bash_command: "do {{ db }}"}}
+  - id: w
+    waves: {over: [x, y], size: 1, as: db}
+    steps:
+      - {id: maybe2, uses: bash, critical: false, with: {bash_command: "try {{ db }}"}}
+      - {id: must2, uses: bash, with: {bash_command: "do {{ db }}"}}
+"""), "r.yaml")
+    assert dag.get_task("f.each.must").trigger_rule == "all_done"
+    assert dag.get_task("w.wave1.must2").trigger_rule == "all_done"
+    assert dag.get_task("f.gate").op_kwargs["non_critical"] == ["maybe"]
+    assert dag.get_task("w.wave1_checkpoint").waves == [["w.wave1.must2"]]

@@ -230,7 +230,8 @@ class _Builder:
             chunk = self.add(LayoutTask(in_phase(phase.id, f"{name}_targets"), "wave_slice", phase.id, None,
                                         "all_success", (previous,), wave=wave))
             chain = self.chain(phase, (chunk,), "all_success", group=name, mapped_by=chunk, wave=wave)
-            judged = list(chain.step_ids)
+            # a non-critical step's failure fails neither its target nor its wave
+            judged = [t for t, step in zip(chain.step_ids, phase.steps, strict=True) if step.critical]
             work += chain.step_ids
             last = chain.leaves
             if phase.waves.health_check is not None:
