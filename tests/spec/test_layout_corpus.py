@@ -88,3 +88,16 @@ def test_the_evidence_reads_the_layout_serialized_with_the_dag(spec: Path) -> No
     kinds = {t.task_id: task_kind(t.task_id, recorded_layout(stored))[1] for t in stored.tasks}
     steps = {f"{s.phase_id}.{s.id}" for p in checked.plan.phases for s in p.steps if p.fan_out is None}
     assert all(kinds[s] == "step" for s in steps)
+
+
+@pytest.mark.parametrize("spec", CORPUS, ids=lambda p: p.stem)
+def test_the_estimator_simulates_the_layout(spec: Path) -> None:
+    checked = check_file(str(spec), render=False)
+    assert checked.plan is not None and checked.estimate is not None
+    layout = build_layout(checked.plan)
+    steps = {(t.phase_id, t.step_id) for t in layout.tasks if t.kind in ("step", "finally")}
+    for scenario in checked.estimate.scenarios:
+        simulated = {(t.phase_id, t.step_id) for t in scenario.tasks if t.kind in ("step", "finally")}
+        assert simulated <= steps
+        gates = {t.label for t in scenario.tasks if t.kind == "gate"}
+        assert gates <= {t.id for t in layout.tasks if t.kind == "gate"}

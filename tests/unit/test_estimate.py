@@ -211,3 +211,17 @@ phases:
     # 10,000 / 16 = 625 rounds x 3s
     assert result.worst.planned == 1875.0
     assert len([t for t in result.worst.tasks if t.kind == "step"]) == 30_000
+
+
+def test_steps_named_like_control_tasks_are_estimated() -> None:
+    result = estimate("""
+recovery: lookalikes
+phases:
+  - id: before
+    steps:
+      - {id: fetch_targets, uses: empty, expected_duration: 1m}
+      - {id: x_checkpoint, uses: empty, expected_duration: 2m}
+      - {id: choose, uses: empty, expected_duration: 30s}
+""")
+    assert result.worst.planned == 210.0  # 60 + 120 + 30
+    assert result.worst.critical_path == ("before.fetch_targets", "before.x_checkpoint", "before.choose")

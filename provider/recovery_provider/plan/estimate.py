@@ -10,11 +10,13 @@ combination with one cap lifted at a time to name the caps that cost time. Durat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from heapq import heapify, heappop, heappush
 
+from recovery_provider.plan.layout import Layout, LayoutTask, build_layout
 from recovery_provider.plan.model import AIRFLOW_MAX_ACTIVE_TASKS, DEFAULT_POOL, Plan, PlanPhase, PlanStep
 
 _US = timedelta(microseconds=1)
@@ -128,27 +130,37 @@ def _seconds(microseconds: int) -> float:
 
 
 class _Builder:
-    """Lays out the tasks the DAG factory renders for the phases active in one scenario.
+    """Simulates the layout's tasks for the phases active in one scenario.
 
-    Tasks are created in priority order (phase order, then target, then step), which is also the
-    order the simulation starts ready tasks in.
+    Steps run once per target (waves: only the waves that get targets), health checks, approvals
+    and gates as in the DAG, a checkpoint between two waves as its pause. The tasks that only steer
+    the run (preflight, resolvers, slices, probes, checkpoints without a pause) take no time and are
+    passed through; compensations and the outcome do not run when every step succeeds. Nodes are
+    created in priority order (phase order, then target, then step), which is also the order the
+    simulation starts ready tasks in.
     """
 
-    def __init__(self, plan: Plan, active: set[str]) -> None:
+    def __init__(self, plan: Plan, layout: Layout, active: set[str]) -> None:
         self.plan = plan
+        self.layout = layout
         self.active = active
         self.nodes: list[_Node] = []
         self.demands: dict[_Demand, int] = {}
-        self.ends: dict[str, int] = {}
+        self.ends: dict[str, tuple[int, ...]] = {}  # layout task -> the nodes a task waiting for it waits for
+        self.steps = {(s.phase_id, s.id): s for s in plan.steps}
 
     def build(self) -> _Graph:
-        for phase in self.plan.phases:
-            if phase.id in self.active:
-                self.ends[phase.id] = self.phase(phase, self.join(self.entry(phase), phase.id))
-        after: tuple[int, ...] = tuple(self.ends[p] for p in self.plan.leaves if p in self.ends)
-        for step in self.plan.finally_steps:
-            after = (self.task(step, None, self.join(after, None)),)
+        for (_, group), run in itertools.groupby(self.layout.tasks, key=lambda t: (t.phase_id, t.group)):
+            if group is None:
+                for task in run:
+                    self.ends[task.id] = self.task(task)
+            else:
+                self.mapped(list(run))
         return _Graph(self.nodes, list(self.demands))
+
+    def step(self, task: LayoutTask) -> PlanStep:
+        assert task.step_id is not None
+        return self.steps[(task.phase_id, task.step_id)]
 
     def add(self, label: str, kind: str, deps: tuple[int, ...], duration: int = 0, *, phase: str | None = None,
             step: str | None = None, target: int | None = None, wave: int | None = None, demand: int = -1,
@@ -171,60 +183,89 @@ class _Builder:
             return deps
         return (self.add("join", "gate", deps, phase=phase, hidden=True),)
 
-    def entry(self, phase: PlanPhase) -> tuple[int, ...]:
-        """The ends of the active upstream phases; an inactive (skipped) one is done at once."""
-        return tuple(self.ends[up] for up in dict.fromkeys(phase.upstream) if up in self.ends)
+    def deps(self, task: LayoutTask, upstream: Iterable[str] | None = None) -> tuple[int, ...]:
+        return tuple(dict.fromkeys(n for up in (task.upstream if upstream is None else upstream) for n in self.ends[up]))
 
-    def phase(self, phase: PlanPhase, entry: tuple[int, ...]) -> int:
-        """The phase's tasks; returns the node its downstream phases wait for."""
-        if phase.kind == "branch":
-            return self.add(phase.id, "branch", entry, phase=phase.id)
-        if phase.kind == "approval":
+    def task(self, task: LayoutTask) -> tuple[int, ...]:
+        """The nodes of one unmapped task: what a task waiting for it waits for."""
+        if task.kind in ("undo", "outcome") or (task.phase_id is not None and task.phase_id not in self.active):
+            return ()  # never runs on the estimated path: a skipped phase is done at once
+        phase = self.plan.phase(task.phase_id) if task.phase_id else None
+        if task.kind == "finally":
+            step = self.step(task)
+            return (self.add(f"finally.{step.id}", "finally", self.join(self.deps(task), None), _us(step.expected_duration),
+                             step=step.id, demand=self.demand(step, None)),)
+        if phase is None:
+            return ()  # preflight
+        if phase.waves is not None and task.wave is not None and task.wave >= _waves_run(phase):
+            return self.deps(task)  # a spare wave (max_targets) gets no targets and is skipped
+        if task.kind == "step":  # a step of a sequential or parallel phase
+            step = self.step(task)
+            return (self.add(f"{phase.id}.{step.id}", "step", self.deps(task), _us(step.expected_duration),
+                             phase=phase.id, step=step.id, demand=self.demand(step, phase)),)
+        if task.kind == "gate":
+            return (self.add(f"{phase.id}.gate", "gate", self.deps(task, _leaves(self.layout, task)), phase=phase.id),)
+        if task.kind == "branch":
+            return (self.add(phase.id, "branch", self.join(self.deps(task), phase.id), phase=phase.id),)
+        if task.kind == "approval":
             duration = _us(phase.approval.expected_duration if phase.approval else None)
-            return self.add(phase.id, "approval", entry, duration, phase=phase.id)
-        if phase.waves is not None:
-            lasts = self.waves(phase, entry)
-        elif phase.fan_out is not None:
-            lasts = tuple(n for i in range(phase.fan_out.count) for n in self.chain(phase, entry, i))
-        elif phase.kind == "parallel":
-            lasts = tuple(self.task(step, phase, entry) for step in phase.steps)
+            return (self.add(phase.id, "approval", self.join(self.deps(task), phase.id), duration, phase=phase.id),)
+        if task.kind == "wave_health" and phase.waves is not None and task.wave is not None:
+            check = phase.waves.health_check
+            return (self.add(f"{phase.id}.wave{task.wave + 1}.health", "health", self.join(self.deps(task), phase.id),
+                             _us(check.expected_duration if check else None), phase=phase.id, wave=task.wave,
+                             demand=self.demand(None, None)),)
+        if (task.kind == "wave_checkpoint" and phase.waves is not None and task.wave is not None
+                and task.wave < _waves_run(phase) - 1 and phase.waves.pause > timedelta(0)):
+            return (self.add(f"{phase.id}.wave{task.wave + 1}.pause", "pause", self.join(self.deps(task), phase.id),
+                             _us(phase.waves.pause), phase=phase.id, wave=task.wave),)
+        return self.join(self.deps(task), phase.id)  # resolver, slice, probe, checkpoint: no time of their own
+
+    def mapped(self, run: list[LayoutTask]) -> None:
+        """A mapped group: its tasks once per target, target by target."""
+        first = run[0]
+        assert first.phase_id is not None and first.mapped_by is not None
+        phase = self.plan.phase(first.phase_id)
+        entry = self.ends[first.mapped_by]
+        if first.kind == "undo" or phase.id not in self.active:
+            self.ends.update((t.id, ()) for t in run)
+            return
+        assert phase.fan_out is not None
+        count = phase.fan_out.count
+        if first.wave is not None and phase.waves is not None:
+            size = phase.waves.size
+            targets = range(first.wave * size, min((first.wave + 1) * size, count)) if first.wave < _waves_run(phase) else range(0)
         else:
-            lasts = self.chain(phase, entry)
-        return self.add(f"{phase.id}.gate", "gate", lasts or entry, phase=phase.id)
+            targets = range(count)
+        per_target: dict[str, list[int]] = {t.id: [] for t in run}
+        for target in targets:
+            ends: dict[str, tuple[int, ...]] = {}
+            for task in run:
+                inside = [ends[u] for u in task.upstream if u in ends]
+                deps = tuple(n for found in inside for n in found) if inside else entry
+                if task.kind == "step":
+                    step = self.step(task)
+                    prefix = phase.id + (f".wave{first.wave + 1}" if first.wave is not None else "")
+                    deps = (self.add(f"{prefix}.{step.id}[{target}]", "step", deps, _us(step.expected_duration),
+                                     phase=phase.id, step=step.id, target=target, wave=first.wave,
+                                     demand=self.demand(step, phase)),)
+                ends[task.id] = deps  # a probe takes no time: what waits for it waits for its upstream
+                per_target[task.id] += deps
+        for task in run:
+            self.ends[task.id] = tuple(per_target[task.id]) or entry
 
-    def chain(self, phase: PlanPhase, deps: tuple[int, ...], target: int | None = None,
-              wave: int | None = None) -> tuple[int, ...]:
-        for step in phase.steps:
-            deps = (self.task(step, phase, deps, target, wave),)
-        return deps
 
-    def task(self, step: PlanStep, phase: PlanPhase | None, deps: tuple[int, ...], target: int | None = None,
-             wave: int | None = None) -> int:
-        prefix = (phase.id if phase else "finally") + (f".wave{wave + 1}" if wave is not None else "")
-        label = f"{prefix}.{step.id}" + (f"[{target}]" if target is not None else "")
-        return self.add(label, "step" if phase else "finally", deps, _us(step.expected_duration),
-                        phase=phase.id if phase else None, step=step.id, target=target, wave=wave,
-                        demand=self.demand(step, phase))
+def _waves_run(phase: PlanPhase) -> int:
+    """Only waves that get targets run; the layout's spare waves (max_targets) are skipped."""
+    assert phase.waves is not None and phase.fan_out is not None
+    return max(1, -(-phase.fan_out.count // phase.waves.size))
 
-    def waves(self, phase: PlanPhase, entry: tuple[int, ...]) -> tuple[int, ...]:
-        """Wave k+1 waits for wave k, its health check and the pause after it."""
-        assert phase.waves is not None and phase.fan_out is not None
-        plan, count = phase.waves, phase.fan_out.count
-        check = plan.health_check
-        after = entry
-        # Only waves that get targets run; the layout's spare waves (max_targets) are skipped.
-        waves_run = max(1, -(-count // plan.size))
-        for wave in range(waves_run):
-            targets = range(wave * plan.size, min((wave + 1) * plan.size, count))
-            lasts = tuple(n for i in targets for n in self.chain(phase, after, i, wave))
-            after = self.join(lasts or after, phase.id)
-            name = f"{phase.id}.wave{wave + 1}"
-            if check is not None:
-                after = (self.add(f"{name}.health", "health", after, _us(check.expected_duration), phase=phase.id,
-                                  wave=wave, demand=self.demand(None, None)),)
-            if wave < waves_run - 1 and plan.pause > timedelta(0):
-                after = (self.add(f"{name}.pause", "pause", after, _us(plan.pause), phase=phase.id, wave=wave),)
-        return after
+
+def _leaves(layout: Layout, gate: LayoutTask) -> list[str]:
+    """What a gate waits for, less what another of them waits for: the chain's last step, or each
+    parallel step (a sequential phase's gate waits for every task of it in the DAG)."""
+    implied = {up for t in gate.upstream for up in layout.task(t).upstream}
+    return [t for t in gate.upstream if t not in implied]
 
 
 # -- simulation -----------------------------------------------------------------------------------
@@ -373,8 +414,8 @@ def _choice_sets(plan: Plan) -> Iterator[dict[str, str]]:
     return walk(0, {})
 
 
-def _scenario(plan: Plan, choices: dict[str, str], caps: _Caps) -> tuple[Scenario, _Graph]:
-    graph = _Builder(plan, _active(plan, choices)).build()
+def _scenario(plan: Plan, layout: Layout, choices: dict[str, str], caps: _Caps) -> tuple[Scenario, _Graph]:
+    graph = _Builder(plan, layout, _active(plan, choices)).build()
     run = _Run(graph, caps).run()
     critical, path = _critical_path(graph)
     tasks: list[ScheduledTask] = []
@@ -460,13 +501,14 @@ def estimate_plan(plan: Plan, max_scenarios: int = 64) -> Estimate:
     if max_scenarios < 1:
         raise ValueError(f"max_scenarios must be at least 1, got {max_scenarios}")
     caps = _caps(plan)
+    layout = build_layout(plan)
     runs: list[tuple[Scenario, _Graph]] = []
     truncated: int | None = None
     for choices in _choice_sets(plan):
         if len(runs) == max_scenarios:
             truncated = max_scenarios
             break
-        runs.append(_scenario(plan, choices, caps))
+        runs.append(_scenario(plan, layout, choices, caps))
     worst, worst_graph = max(runs, key=lambda run: run[0].planned)
     rto = plan.spec.objectives.rto.total_seconds() if plan.spec.objectives.rto is not None else None
     verdict = "no-rto" if rto is None else ("meets" if worst.planned <= rto else "exceeds")
