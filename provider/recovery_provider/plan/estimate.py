@@ -12,14 +12,22 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
-from heapq import heapify, heappop, heappush
 
 from recovery_provider.plan.layout import Layout, LayoutTask, build_layout
 from recovery_provider.plan.model import AIRFLOW_MAX_ACTIVE_TASKS, DEFAULT_POOL, Plan, PlanPhase, PlanStep
-
-_US = timedelta(microseconds=1)
+from recovery_provider.plan.simulate import (
+    Caps,
+    Demand,
+    Graph,
+    Node,
+    Run,
+    caps_of,
+    critical_path,
+    seconds,
+    us,
+)
 
 
 @dataclass(frozen=True)
@@ -84,51 +92,6 @@ class Estimate:
     bottlenecks: tuple[Bottleneck, ...]  # largest saving first
 
 
-# -- the task graph of one scenario ---------------------------------------------------------------
-@dataclass(frozen=True)
-class _Demand:
-    """What a task holds while it runs; tasks with equal demands queue together."""
-
-    pool: str | None  # None: not pool-capped
-    slots: int
-    group: tuple[str, str] | None  # (phase, step) whose running instances max_parallel counts
-
-
-@dataclass(slots=True)
-class _Node:
-    label: str
-    kind: str
-    phase_id: str | None
-    step_id: str | None
-    target: int | None
-    wave: int | None
-    duration: int  # microseconds: integer time keeps "at the same instant" exact
-    deps: tuple[int, ...]  # always lower ids: creation order is a topological order
-    demand: int  # index into _Graph.demands; -1 for tasks that hold no slot
-    hidden: bool  # a modelling join, not a task the DAG has
-
-
-@dataclass
-class _Graph:
-    nodes: list[_Node]
-    demands: list[_Demand]
-    children: list[list[int]] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.children = [[] for _ in self.nodes]
-        for index, node in enumerate(self.nodes):
-            for dep in node.deps:
-                self.children[dep].append(index)
-
-
-def _us(duration: timedelta | None) -> int:
-    return duration // _US if duration is not None else 0
-
-
-def _seconds(microseconds: int) -> float:
-    return microseconds / 1_000_000
-
-
 class _Builder:
     """Simulates the layout's tasks for the phases active in one scenario.
 
@@ -144,19 +107,19 @@ class _Builder:
         self.plan = plan
         self.layout = layout
         self.active = active
-        self.nodes: list[_Node] = []
-        self.demands: dict[_Demand, int] = {}
+        self.nodes: list[Node] = []
+        self.demands: dict[Demand, int] = {}
         self.ends: dict[str, tuple[int, ...]] = {}  # layout task -> the nodes a task waiting for it waits for
         self.steps = {(s.phase_id, s.id): s for s in plan.steps}
 
-    def build(self) -> _Graph:
+    def build(self) -> Graph:
         for (_, group), run in itertools.groupby(self.layout.tasks, key=lambda t: (t.phase_id, t.group)):
             if group is None:
                 for task in run:
                     self.ends[task.id] = self.task(task)
             else:
                 self.mapped(list(run))
-        return _Graph(self.nodes, list(self.demands))
+        return Graph(self.nodes, list(self.demands))
 
     def step(self, task: LayoutTask) -> PlanStep:
         assert task.step_id is not None
@@ -165,17 +128,17 @@ class _Builder:
     def add(self, label: str, kind: str, deps: tuple[int, ...], duration: int = 0, *, phase: str | None = None,
             step: str | None = None, target: int | None = None, wave: int | None = None, demand: int = -1,
             hidden: bool = False) -> int:
-        self.nodes.append(_Node(label, kind, phase, step, target, wave, duration, deps, demand, hidden))
+        self.nodes.append(Node(label, kind, phase, step, target, wave, duration, deps, demand, hidden))
         return len(self.nodes) - 1
 
     def demand(self, step: PlanStep | None, phase: PlanPhase | None) -> int:
         """Health checks (no step) take no pool and no max_parallel slot, only a run slot."""
         if step is None:
-            return self.demands.setdefault(_Demand(None, 0, None), len(self.demands))
+            return self.demands.setdefault(Demand(None, 0, None), len(self.demands))
         pool = step.pool if step.pool != DEFAULT_POOL else None
         capped = phase is not None and phase.fan_out is not None and phase.fan_out.max_parallel is not None
         group = (phase.id, step.id) if capped and phase is not None else None
-        return self.demands.setdefault(_Demand(pool, step.pool_slots if pool else 0, group), len(self.demands))
+        return self.demands.setdefault(Demand(pool, step.pool_slots if pool else 0, group), len(self.demands))
 
     def join(self, deps: tuple[int, ...], phase: str | None) -> tuple[int, ...]:
         """One hidden node instead of N x M edges when many tasks wait for many others."""
@@ -193,7 +156,7 @@ class _Builder:
         phase = self.plan.phase(task.phase_id) if task.phase_id else None
         if task.kind == "finally":
             step = self.step(task)
-            return (self.add(f"finally.{step.id}", "finally", self.join(self.deps(task), None), _us(step.expected_duration),
+            return (self.add(f"finally.{step.id}", "finally", self.join(self.deps(task), None), us(step.expected_duration),
                              step=step.id, demand=self.demand(step, None)),)
         if phase is None:
             return ()  # preflight
@@ -201,24 +164,24 @@ class _Builder:
             return self.deps(task)  # a spare wave (max_targets) gets no targets and is skipped
         if task.kind == "step":  # a step of a sequential or parallel phase
             step = self.step(task)
-            return (self.add(f"{phase.id}.{step.id}", "step", self.deps(task), _us(step.expected_duration),
+            return (self.add(f"{phase.id}.{step.id}", "step", self.deps(task), us(step.expected_duration),
                              phase=phase.id, step=step.id, demand=self.demand(step, phase)),)
         if task.kind == "gate":
             return (self.add(f"{phase.id}.gate", "gate", self.deps(task, _leaves(self.layout, task)), phase=phase.id),)
         if task.kind == "branch":
             return (self.add(phase.id, "branch", self.join(self.deps(task), phase.id), phase=phase.id),)
         if task.kind == "approval":
-            duration = _us(phase.approval.expected_duration if phase.approval else None)
+            duration = us(phase.approval.expected_duration if phase.approval else None)
             return (self.add(phase.id, "approval", self.join(self.deps(task), phase.id), duration, phase=phase.id),)
         if task.kind == "wave_health" and phase.waves is not None and task.wave is not None:
             check = phase.waves.health_check
             return (self.add(f"{phase.id}.wave{task.wave + 1}.health", "health", self.join(self.deps(task), phase.id),
-                             _us(check.expected_duration if check else None), phase=phase.id, wave=task.wave,
+                             us(check.expected_duration if check else None), phase=phase.id, wave=task.wave,
                              demand=self.demand(None, None)),)
         if (task.kind == "wave_checkpoint" and phase.waves is not None and task.wave is not None
                 and task.wave < _waves_run(phase) - 1 and phase.waves.pause > timedelta(0)):
             return (self.add(f"{phase.id}.wave{task.wave + 1}.pause", "pause", self.join(self.deps(task), phase.id),
-                             _us(phase.waves.pause), phase=phase.id, wave=task.wave),)
+                             us(phase.waves.pause), phase=phase.id, wave=task.wave),)
         return self.join(self.deps(task), phase.id)  # resolver, slice, probe, checkpoint: no time of their own
 
     def mapped(self, run: list[LayoutTask]) -> None:
@@ -246,7 +209,7 @@ class _Builder:
                 if task.kind == "step":
                     step = self.step(task)
                     prefix = phase.id + (f".wave{first.wave + 1}" if first.wave is not None else "")
-                    deps = (self.add(f"{prefix}.{step.id}[{target}]", "step", deps, _us(step.expected_duration),
+                    deps = (self.add(f"{prefix}.{step.id}[{target}]", "step", deps, us(step.expected_duration),
                                      phase=phase.id, step=step.id, target=target, wave=first.wave,
                                      demand=self.demand(step, phase)),)
                 ends[task.id] = deps  # a probe takes no time: what waits for it waits for its upstream
@@ -266,125 +229,6 @@ def _leaves(layout: Layout, gate: LayoutTask) -> list[str]:
     parallel step (a sequential phase's gate waits for every task of it in the DAG)."""
     implied = {up for t in gate.upstream for up in layout.task(t).upstream}
     return [t for t in gate.upstream if t not in implied]
-
-
-# -- simulation -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Caps:
-    pools: dict[str, int]  # pool -> slots
-    max_parallel: dict[str, int]  # phase -> running instances per step
-    max_active: int | None
-
-
-def _caps(plan: Plan) -> _Caps:
-    pools = {name: pool.slots for name, pool in plan.spec.pools.items() if name != DEFAULT_POOL}
-    max_parallel = {p.id: p.fan_out.max_parallel for p in plan.phases if p.fan_out and p.fan_out.max_parallel}
-    return _Caps(pools, max_parallel, plan.max_active_tasks)
-
-
-class _Run:
-    """Greedy list scheduling under caps, event by event.
-
-    Ready tasks wait in one queue per demand (same pool, slots and max_parallel group), so a
-    scheduling round only looks at queue heads: a task behind a head that does not fit would not fit
-    either. That keeps a 10,000-target fan-out fast.
-    """
-
-    def __init__(self, graph: _Graph, caps: _Caps) -> None:
-        self.graph = graph
-        size = len(graph.nodes)
-        self.waiting = [len(node.deps) for node in graph.nodes]
-        self.start = [0] * size
-        self.end = [0] * size
-        self.events: list[tuple[int, int]] = []
-        self.queues: list[list[int]] = [[] for _ in graph.demands]
-        self.pool = [d.pool if d.pool in caps.pools else None for d in graph.demands]
-        # A step asking for more slots than its pool has would never start; let it take them all.
-        self.slots = [min(d.slots, caps.pools[p]) if p else 0 for d, p in zip(graph.demands, self.pool, strict=True)]
-        self.group = [d.group if d.group and d.group[0] in caps.max_parallel else None for d in graph.demands]
-        self.free_pool = dict(caps.pools)
-        self.free_group = {g: caps.max_parallel[g[0]] for g in self.group if g}
-        self.free_active = caps.max_active if caps.max_active is not None else size + 1
-
-    def run(self) -> _Run:
-        for index, waiting in enumerate(self.waiting):
-            if not waiting:
-                self.ready(index, 0)
-        self.dispatch(0)
-        while self.events:
-            now = self.events[0][0]
-            while self.events and self.events[0][0] == now:
-                self.finish(heappop(self.events)[1], now)
-            self.dispatch(now)
-        return self
-
-    def ready(self, index: int, now: int) -> None:
-        demand = self.graph.nodes[index].demand
-        if demand < 0:
-            self.begin(index, now)
-        else:
-            heappush(self.queues[demand], index)
-
-    def fits(self, demand: int) -> bool:
-        pool, group = self.pool[demand], self.group[demand]
-        return (pool is None or self.free_pool[pool] >= self.slots[demand]) and (group is None or self.free_group[group] > 0)
-
-    def dispatch(self, now: int) -> None:
-        """Start every queued task that fits, highest priority (lowest id) first."""
-        heads = [(queue[0], demand) for demand, queue in enumerate(self.queues) if queue]
-        heapify(heads)
-        while heads and self.free_active > 0:
-            _, demand = heappop(heads)
-            if self.fits(demand):
-                queue = self.queues[demand]
-                self.begin(heappop(queue), now)
-                if queue:
-                    heappush(heads, (queue[0], demand))
-
-    def begin(self, index: int, now: int) -> None:
-        self.take(self.graph.nodes[index].demand, -1)
-        self.start[index] = now
-        self.end[index] = now + self.graph.nodes[index].duration
-        heappush(self.events, (self.end[index], index))
-
-    def finish(self, index: int, now: int) -> None:
-        self.take(self.graph.nodes[index].demand, +1)
-        for child in self.graph.children[index]:
-            self.waiting[child] -= 1
-            if not self.waiting[child]:
-                self.ready(child, now)
-
-    def take(self, demand: int, sign: int) -> None:
-        """Hold (sign -1) or give back (+1) what a task of this demand uses."""
-        if demand < 0:
-            return
-        self.free_active += sign
-        pool, group = self.pool[demand], self.group[demand]
-        if pool is not None:
-            self.free_pool[pool] += sign * self.slots[demand]
-        if group is not None:
-            self.free_group[group] += sign
-
-
-def _critical_path(graph: _Graph) -> tuple[int, tuple[str, ...]]:
-    """Longest path by duration with unlimited resources, and the labels along it."""
-    finish = [0] * len(graph.nodes)
-    before = [-1] * len(graph.nodes)
-    for index, node in enumerate(graph.nodes):
-        for dep in node.deps:
-            if before[index] < 0 or finish[dep] > finish[before[index]]:
-                before[index] = dep
-        finish[index] = (finish[before[index]] if before[index] >= 0 else 0) + node.duration
-    if not graph.nodes:
-        return 0, ()
-    index = max(range(len(finish)), key=lambda i: (finish[i], i))
-    length, labels = finish[index], []
-    while index >= 0:
-        node = graph.nodes[index]
-        if node.kind != "gate":
-            labels.append(node.label)
-        index = before[index]
-    return length, tuple(reversed(labels))
 
 
 # -- scenarios ------------------------------------------------------------------------------------
@@ -414,25 +258,25 @@ def _choice_sets(plan: Plan) -> Iterator[dict[str, str]]:
     return walk(0, {})
 
 
-def _scenario(plan: Plan, layout: Layout, choices: dict[str, str], caps: _Caps) -> tuple[Scenario, _Graph]:
+def _scenario(plan: Plan, layout: Layout, choices: dict[str, str], caps: Caps) -> tuple[Scenario, Graph]:
     graph = _Builder(plan, layout, _active(plan, choices)).build()
-    run = _Run(graph, caps).run()
-    critical, path = _critical_path(graph)
+    run = Run(graph, caps).run()
+    critical, path = critical_path(graph)
     tasks: list[ScheduledTask] = []
     windows: dict[str, tuple[float, float]] = {}
     for index, node in enumerate(graph.nodes):
         if node.hidden:
             continue
-        start, end = _seconds(run.start[index]), _seconds(run.end[index])
+        start, end = seconds(run.start[index]), seconds(run.end[index])
         tasks.append(ScheduledTask(node.label, node.kind, node.phase_id, node.step_id, node.target, node.wave, start, end))
         if node.phase_id is not None:
             low, high = windows.get(node.phase_id, (start, end))
             windows[node.phase_id] = (min(low, start), max(high, end))
     scenario = Scenario(
         choices=choices,
-        sequential=_seconds(sum(node.duration for node in graph.nodes)),
-        critical=_seconds(critical),
-        planned=_seconds(max(run.end, default=0)),
+        sequential=seconds(sum(node.duration for node in graph.nodes)),
+        critical=seconds(critical),
+        planned=seconds(max(run.end, default=0)),
         critical_path=path,
         tasks=tuple(tasks),
         phase_windows=windows,
@@ -440,7 +284,7 @@ def _scenario(plan: Plan, layout: Layout, choices: dict[str, str], caps: _Caps) 
     return scenario, graph
 
 
-def _liftable(graph: _Graph, caps: _Caps) -> list[tuple[str, _Caps]]:
+def _liftable(graph: Graph, caps: Caps) -> list[tuple[str, Caps]]:
     """Each cap the scenario meets, with the caps that remain when it alone is lifted."""
     pools = dict.fromkeys(d.pool for d in graph.demands if d.pool in caps.pools)
     phases = dict.fromkeys(d.group[0] for d in graph.demands if d.group and d.group[0] in caps.max_parallel)
@@ -452,10 +296,10 @@ def _liftable(graph: _Graph, caps: _Caps) -> list[tuple[str, _Caps]]:
     return found
 
 
-def _bottlenecks(graph: _Graph, caps: _Caps, worst: Scenario) -> tuple[Bottleneck, ...]:
+def _bottlenecks(graph: Graph, caps: Caps, worst: Scenario) -> tuple[Bottleneck, ...]:
     found = []
     for name, lifted in _liftable(graph, caps):
-        without = _seconds(max(_Run(graph, lifted).run().end, default=0))
+        without = seconds(max(Run(graph, lifted).run().end, default=0))
         if worst.planned - without > 0:
             found.append(Bottleneck(name, without, worst.planned - without))
     return tuple(sorted(found, key=lambda b: -b.saves))
@@ -500,9 +344,9 @@ def estimate_plan(plan: Plan, max_scenarios: int = 64) -> Estimate:
     """Simulate every branch combination (up to max_scenarios) and judge the worst against the RTO."""
     if max_scenarios < 1:
         raise ValueError(f"max_scenarios must be at least 1, got {max_scenarios}")
-    caps = _caps(plan)
+    caps = caps_of(plan)
     layout = build_layout(plan)
-    runs: list[tuple[Scenario, _Graph]] = []
+    runs: list[tuple[Scenario, Graph]] = []
     truncated: int | None = None
     for choices in _choice_sets(plan):
         if len(runs) == max_scenarios:
