@@ -11,11 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from recovery_provider.exceptions import RecoveryError
-
-
-class AirflowApiError(RecoveryError):
-    """The Airflow API refused or could not be reached; the message says which and what to do."""
+# defined in exceptions.py, one hierarchy; still importable from here
+from recovery_provider.exceptions import AirflowApiError as AirflowApiError
 
 
 @dataclass

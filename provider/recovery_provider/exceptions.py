@@ -2,7 +2,21 @@
 
 Every error a user can cause derives from :class:`RecoveryError`, so callers (the CLI, the DAG
 loader) catch one class and never show a traceback for bad input. Errors survive pickling (task
-processes and the triggerer ship them between processes).
+processes and the triggerer ship them between processes): those that carry more than a message
+say how to rebuild themselves (``__reduce__``).
+
+::
+
+    RecoveryError
+    ├── ArgumentError (also ValueError)   a caller passed a value an API cannot take
+    ├── SpecError                         a spec file is invalid: every diagnostic of it
+    ├── RenderError                       a valid plan cannot become an Airflow DAG
+    ├── SpecLoadErrors                    the broken specs of a folder (the loader's import error)
+    ├── UnknownState                      a branch condition cannot be decided: take the fallback
+    ├── PostgresUnavailable, PgToolError  PostgreSQL unreachable; pg_dump / pg_restore failed
+    ├── StorageError, BackupIncomplete, BackupCorrupt   the backup store and what it holds
+    ├── AirflowApiError                   the Airflow REST API refused or was unreachable
+    └── LedgerError                       the run ledger cannot be read or written
 """
 
 from __future__ import annotations
@@ -16,6 +30,10 @@ if TYPE_CHECKING:
 
 class RecoveryError(Exception):
     """Base class of every error the provider raises on purpose."""
+
+
+class ArgumentError(RecoveryError, ValueError):
+    """A value an API cannot take; a ValueError too, as callers (and pydantic validators) expect."""
 
 
 class SpecError(RecoveryError):
@@ -46,3 +64,35 @@ class RenderError(RecoveryError):
 
 class SpecLoadErrors(RecoveryError):
     """The broken specs of a folder, as Airflow shows them: the import error of the errors file."""
+
+
+class UnknownState(RecoveryError):
+    """The condition cannot be decided (missing output, probe failed): take the fallback."""
+
+
+class PostgresUnavailable(RecoveryError):
+    """The server could not be reached or refused us after every attempt."""
+
+
+class PgToolError(RecoveryError):
+    """A libpq tool (pg_dump, pg_restore) failed; the message carries its stderr, password redacted."""
+
+
+class StorageError(RecoveryError):
+    """Backup storage could not be read or written."""
+
+
+class BackupIncomplete(RecoveryError):
+    """A backup has no (valid) manifest: it was interrupted and must never be restored."""
+
+
+class BackupCorrupt(RecoveryError):
+    """A stored object does not match its manifest (size or SHA-256)."""
+
+
+class AirflowApiError(RecoveryError):
+    """The Airflow API refused or could not be reached; the message says which and what to do."""
+
+
+class LedgerError(RecoveryError):
+    """The ledger cannot be read or written (location unreachable, record unreadable)."""

@@ -19,14 +19,12 @@ from urllib.parse import quote, unquote
 from pydantic import ValidationError
 
 from recovery_provider.evidence.record import RunRecord
-from recovery_provider.exceptions import RecoveryError
+
+# defined in exceptions.py, one hierarchy; still importable from here
+from recovery_provider.exceptions import LedgerError as LedgerError
 
 LOCATION_ENV = "AIRFLOW__RECOVERY__LEDGER_LOCATION"
 SUFFIX = ".json"
-
-
-class LedgerError(RecoveryError):
-    """The ledger cannot be read or written (location unreachable, record unreadable)."""
 
 
 def default_location() -> str:

@@ -20,6 +20,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# defined in exceptions.py, one hierarchy; still importable from here
+from recovery_provider.exceptions import PgToolError as PgToolError
+from recovery_provider.exceptions import PostgresUnavailable as PostgresUnavailable
 from recovery_provider.exceptions import RecoveryError
 
 if TYPE_CHECKING:
@@ -36,14 +39,6 @@ _EXTRA_TO_ENV = {
     "options": "PGOPTIONS",
     "target_session_attrs": "PGTARGETSESSIONATTRS",
 }
-
-
-class PostgresUnavailable(RecoveryError):
-    """The server could not be reached or refused us after every attempt."""
-
-
-class PgToolError(RecoveryError):
-    """A libpq tool (pg_dump, pg_restore) failed; the message carries its stderr, password redacted."""
 
 
 @dataclasses.dataclass(frozen=True)

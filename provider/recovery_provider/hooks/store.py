@@ -27,7 +27,11 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+# defined in exceptions.py, one hierarchy; still importable from here
+from recovery_provider.exceptions import BackupCorrupt as BackupCorrupt
+from recovery_provider.exceptions import BackupIncomplete as BackupIncomplete
 from recovery_provider.exceptions import RecoveryError
+from recovery_provider.exceptions import StorageError as StorageError
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -37,18 +41,6 @@ VERIFICATION = "verification.json"
 MANIFEST_VERSION = 1
 CHUNK = 1024 * 1024
 DEFAULT_LOCATION_ENV = "RECOVERY_BACKUP_LOCATION"
-
-
-class StorageError(RecoveryError):
-    """Backup storage could not be read or written."""
-
-
-class BackupIncomplete(RecoveryError):
-    """A backup has no (valid) manifest: it was interrupted and must never be restored."""
-
-
-class BackupCorrupt(RecoveryError):
-    """A stored object does not match its manifest (size or SHA-256)."""
 
 
 def default_location() -> str:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
+from recovery_provider.exceptions import ArgumentError
 from recovery_provider.plan.layout import Layout, LayoutTask, build_layout
 from recovery_provider.plan.model import AIRFLOW_MAX_ACTIVE_TASKS, DEFAULT_POOL, Plan, PlanPhase, PlanStep
 from recovery_provider.plan.simulate import (
@@ -343,7 +344,7 @@ def _assumptions(plan: Plan, truncated: int | None) -> list[str]:
 def estimate_plan(plan: Plan, max_scenarios: int = 64) -> Estimate:
     """Simulate every branch combination (up to max_scenarios) and judge the worst against the RTO."""
     if max_scenarios < 1:
-        raise ValueError(f"max_scenarios must be at least 1, got {max_scenarios}")
+        raise ArgumentError(f"max_scenarios must be at least 1, got {max_scenarios}")
     caps = caps_of(plan)
     layout = build_layout(plan)
     runs: list[tuple[Scenario, Graph]] = []

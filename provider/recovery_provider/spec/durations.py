@@ -6,6 +6,8 @@ import functools
 import re
 from datetime import timedelta
 
+from recovery_provider.exceptions import ArgumentError
+
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 DURATION_PATTERN = r"^\s*(\d+(\.\d+)?(ms|s|m|h|d|w)\s*)+$"
@@ -16,9 +18,9 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ValueError(f"expected a duration such as 30s, 15m or 1h30m, got {type(value).__name__}")
+        raise ArgumentError(f"expected a duration such as 30s, 15m or 1h30m, got {type(value).__name__}")
     if isinstance(value, (int, float)):
-        raise ValueError(f"'{value}' has no unit: write {value}s, {value}m or {value}h")
+        raise ArgumentError(f"'{value}' has no unit: write {value}s, {value}m or {value}h")
     return _parse_text(value)
 
 
@@ -27,7 +29,7 @@ def _parse_text(value: str) -> timedelta:
     """Cached: a spec repeats the same few durations on every step, and DAG files are parsed often."""
     text = value.replace(" ", "").lower()
     if not text:
-        raise ValueError("empty duration: write something like 30s, 15m or 1h30m")
+        raise ArgumentError("empty duration: write something like 30s, 15m or 1h30m")
     pos, total = 0, 0.0
     for match in _PART.finditer(text):
         if match.start() != pos:
@@ -35,11 +37,11 @@ def _parse_text(value: str) -> timedelta:
         total += float(match.group(1)) * _UNITS[match.group(2)]
         pos = match.end()
     if pos != len(text):
-        raise ValueError(
+        raise ArgumentError(
             f"'{value}' is not a duration: use a number and a unit (ms, s, m, h, d, w), e.g. 90s, 15m, 1h30m"
         )
     if total > 366 * 86400:
-        raise ValueError(f"'{value}' is longer than a year: that is not a recovery duration")
+        raise ArgumentError(f"'{value}' is longer than a year: that is not a recovery duration")
     return timedelta(seconds=total)
 
 

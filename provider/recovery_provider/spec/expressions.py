@@ -14,6 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from recovery_provider.exceptions import ArgumentError
+
+# defined in exceptions.py, one hierarchy; still importable from here
+from recovery_provider.exceptions import UnknownState as UnknownState
+
 _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
     ast.Eq: operator.eq,
     ast.NotEq: operator.ne,
@@ -25,10 +30,6 @@ _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
     ast.NotIn: lambda a, b: a not in b,
 }
 _LITERAL_NAMES = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
-
-
-class UnknownState(Exception):
-    """The condition cannot be decided (missing output, probe failed): take the fallback."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def parse_condition(text: str) -> Condition:
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
-        raise ValueError(f"condition {text!r} is not a valid expression ({exc.msg})") from None
+        raise ArgumentError(f"condition {text!r} is not a valid expression ({exc.msg})") from None
     checker = _Checker()
     checker.visit(tree.body)
     return Condition(text.strip(), frozenset(checker.params), frozenset(checker.steps))
@@ -84,7 +85,7 @@ class _Checker(ast.NodeVisitor):
         self.steps: set[str] = set()
 
     def generic_visit(self, node: ast.AST) -> None:
-        raise ValueError(
+        raise ArgumentError(
             f"'{ast.unparse(node)}' is not allowed in a condition: use comparisons (==, !=, <, in ...), "
             "and/or/not, literals, params.<name> and steps.<step_id>.output"
         )
@@ -119,7 +120,7 @@ class _Checker(ast.NodeVisitor):
 
     def visit_Name(self, node: ast.Name) -> None:
         if node.id not in _LITERAL_NAMES:
-            raise ValueError(
+            raise ArgumentError(
                 f"'{node.id}' is not known in a condition: refer to params.<name> or steps.<step_id>.output"
             )
 
@@ -136,7 +137,7 @@ class _Checker(ast.NodeVisitor):
         elif parts and parts[0] == "steps" and len(parts) >= 3 and parts[2] == "output":
             self.steps.add(str(parts[1]))
         else:
-            raise ValueError(
+            raise ArgumentError(
                 f"'{ast.unparse(node)}' is not a reference a condition understands: "
                 "use params.<name> or steps.<step_id>.output[.<key>]"
             )

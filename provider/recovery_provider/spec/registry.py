@@ -10,6 +10,8 @@ from __future__ import annotations
 import difflib
 import re
 
+from recovery_provider.exceptions import ArgumentError
+
 _OPS = "recovery_provider.operators"
 _SENSORS = "recovery_provider.sensors"
 
@@ -50,8 +52,8 @@ def resolve_uses(uses: str) -> str:
         return f"{module}:{attr}"
     close = difflib.get_close_matches(uses, ALIASES, n=1, cutoff=0.6)
     if close:
-        raise ValueError(f"unknown operator '{uses}': did you mean '{close[0]}'?")
-    raise ValueError(
+        raise ArgumentError(f"unknown operator '{uses}': did you mean '{close[0]}'?")
+    raise ArgumentError(
         f"unknown operator '{uses}': use a registered alias ({', '.join(sorted(ALIASES))}) "
         "or an import path such as 'my_package.operators:MyOperator'"
     )
