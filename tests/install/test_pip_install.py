@@ -57,6 +57,8 @@ def test_plain_pip_install_beside_airflow_is_quick_and_does_not_backtrack(instal
     # the package runs from the venv, not from this checkout
     where = installed.run("python", "-c", "import recovery_provider; print(recovery_provider.__file__)").stdout
     assert str(installed.root) in where and str(REPO) not in where
+    # docker-compose.yml installs this very wheel (by the name `uv build` gives it)
+    assert f"/opt/recovery/dist/{installed.wheel.name}[" in (REPO / "docker-compose.yml").read_text()
 
 
 def test_the_s3_extra_resolves_in_minutes(installed: Installed) -> None:
