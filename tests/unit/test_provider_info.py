@@ -96,6 +96,10 @@ out["widgets"] = sorted(k for k in pm.connection_form_widgets if "recovery_" in 
 out["config"] = sorted(dict(pm.provider_configs).get("airflow-provider-recovery", {}))
 from airflow.configuration import conf
 out["ledger_location"] = conf.get("recovery", "ledger_location")
+# what the UI's connection form is built from (GET /ui/connections/hook_meta)
+from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+out["forms"] = {h.connection_type: json.loads(h.model_dump_json()) for h in HookMetaService.hook_meta_data()
+                if (h.connection_type or "").startswith("recovery_")}
 print(json.dumps(out))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -112,6 +116,13 @@ print(json.dumps(out))
     assert found["widgets"] == ["extra__recovery_backup_store__location"]
     assert found["config"] == ["recovery"]
     assert found["ledger_location"] == ""  # declared, empty: the ledger's own default applies
+    store_form, api_form = found["forms"]["recovery_backup_store"], found["forms"]["recovery_airflow_api"]
+    assert store_form["standard_fields"]["host"]["hidden"] and store_form["standard_fields"]["password"]["hidden"]
+    assert store_form["extra_fields"]["location"]["schema"]["title"] == "Location"
+    assert api_form["standard_fields"]["host"] == {
+        "hidden": False, "title": "API server URL", "placeholder": "http://airflow-apiserver:8080",
+    }
+    assert api_form["standard_fields"]["port"]["hidden"]
 
 
 def _connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, document: dict[str, Any]) -> None:
