@@ -35,13 +35,16 @@ from typing import Any
 
 from recovery_provider.exceptions import RecoveryError
 
-# pgBackRest error codes (src/build/error/error.yaml) that no retry can fix.
+# pgBackRest error codes (src/build/error/error.yaml, 2.45) that no retry can fix. Not here, so
+# retried: connections (49, 56), locks (50), archive timeouts (82), I/O and 5xx service errors (101).
 FATAL_CODES = {
     26: "checksum mismatch", 27: "configuration", 28: "invalid file", 29: "format", 30: "command required",
-    31: "invalid option", 32: "invalid option value", 33: "option out of range", 34: "invalid option pair",
-    35: "duplicate option", 36: "option negated", 37: "option required", 40: "path not empty",
-    44: "archive mismatch", 46: "version not supported", 48: "invalid command", 51: "backup mismatch",
-    55: "file missing", 58: "database mismatch", 61: "option multiple value", 66: "backup set invalid",
+    31: "invalid option", 32: "invalid option value", 37: "option required", 38: "PostgreSQL is running there",
+    40: "path not empty", 44: "archive mismatch", 46: "version not supported", 48: "invalid command",
+    51: "backup mismatch", 55: "file missing", 58: "database mismatch", 67: "feature not supported",
+    68: "archive_command invalid", 75: "backup set invalid", 80: "database missing", 81: "database invalid",
+    87: "archiving disabled", 89: "user missing", 95: "encryption", 96: "invalid parameter",
+    105: "access denied (credentials)",
 }
 _ERROR_LINE = re.compile(r"ERROR: \[(\d{3})\]: (.*)")
 _OPTION_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -270,8 +273,9 @@ class PgBackRestHook:
 
     def config_text(self) -> str:
         """The configuration file: no secret ever appears in it."""
+        # Bundling packs small files into larger repository objects: far fewer requests on S3.
         common = {"log-level-console": "info", "log-level-stderr": "off", "log-level-file": "off",
-                  **self.repo.config(), **{k: _value(v) for k, v in self.options.items()}}
+                  "repo1-bundle": "y", **self.repo.config(), **{k: _value(v) for k, v in self.options.items()}}
         lines = ["[global]", *(f"{k}={v}" for k, v in common.items()), "", f"[{self.stanza}]"]
         lines += [f"{k}={v}" for k, v in (self.pg.config() if self.pg else {}).items()]
         return "\n".join(lines) + "\n"
@@ -295,17 +299,27 @@ class PgBackRestHook:
         if self.config_dir:
             folder = Path(self.config_dir)
             folder.mkdir(parents=True, exist_ok=True)
-            self._write_config(folder)
+            self.write_config(folder)
             yield str(folder)
             return
         folder = Path(tempfile.mkdtemp(prefix="recovery-pgbackrest-"))
         try:
-            self._write_config(folder)
+            self.write_config(folder)
             yield str(folder)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def _write_config(self, folder: Path) -> None:
+    def archive_command(self, config_dir: str) -> str:
+        """The server's ``archive_command`` for a config written by :meth:`write_config` into ``config_dir``.
+
+        The server runs it, not Airflow: it needs that file (and, for S3, the keys in the server's
+        environment, or in a file only the owner reads) to be there as long as archiving is on.
+        """
+        assert self.binary is not None
+        return f"{self.binary} --config-path={config_dir} --stanza={self.stanza} archive-push %p"
+
+    def write_config(self, folder: Path) -> None:
+        """Write ``pgbackrest.conf`` (no secrets) into ``folder``, both readable by the run-as user only."""
         conf = folder / "pgbackrest.conf"
         conf.write_text(self.config_text())
         folder.chmod(0o700)
@@ -319,7 +333,7 @@ class PgBackRestHook:
 
     def argv(self, config_dir: str, command: str, *args: str) -> list[str]:
         assert self.binary is not None
-        argv = [self.binary, f"--config-path={config_dir}", f"--stanza={self.stanza}", *args, command]
+        argv = [self.binary, f"--config-path={config_dir}", f"--stanza={self.stanza}", command, *args]
         return ["runuser", "-u", self.run_as, "--", *argv] if self.run_as else argv
 
     def run(self, command: str, *args: str, timeout: float = 3600, log: Any = None, check: bool = True) -> Result:

@@ -163,7 +163,7 @@ def run_pitr(req: PitrRequest, log: Any) -> dict[str, Any]:
     started = time.monotonic()
     result = req.hook.run("restore", *args, log=log)
     restore_seconds = time.monotonic() - started
-    used = re.search(r"restore backup set (\S+)", result.output)
+    used = re.search(r"restore backup set ([^,\s]+)", result.output)
     summary: dict[str, Any] = {
         "stanza": req.hook.stanza, "type": req.type, "target": target, "backup_set": used.group(1) if used else None,
         "data_dir": str(req.data_dir), "action": "restored again" if action == "redo" else "restored",
