@@ -84,7 +84,9 @@ def backed_up(drill: Drill) -> Drill:
     return drill
 
 
-def test_check_backup_and_info_report_structured_facts(backed_up: Drill, caplog: pytest.LogCaptureFixture) -> None:
+def test_check_backup_and_info_report_structured_facts(
+    backed_up: Drill, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
     caplog.set_level(logging.INFO)
     checked = PgBackRestCheckOperator(task_id="check", conn_id=CONN, **backed_up.common()).execute(context())
     assert checked["ok"] and checked["archived_segment"]  # a WAL switch went through archive_command
@@ -96,7 +98,9 @@ def test_check_backup_and_info_report_structured_facts(backed_up: Drill, caplog:
     assert info["status"] == "ok" and info["newest"]["label"] == backup["label"]
     assert info["archive"][0]["max"] >= backup["wal_stop"]
     # the login's password reached pgBackRest (its socket login needs it) and nowhere else
-    assert SECRET not in caplog.text and SECRET not in repr(info) + repr(backup) + repr(checked)
+    logged = caplog.text + capsys.readouterr().out  # Airflow's task logger writes to stdout here
+    assert "pgbackrest check" in logged and "--pg1-user=recovery" in logged
+    assert SECRET not in logged and SECRET not in repr(info) + repr(backup) + repr(checked)
 
 
 def test_restore_to_a_time_keeps_exactly_the_rows_committed_before_it(backed_up: Drill) -> None:
