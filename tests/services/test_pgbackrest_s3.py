@@ -68,12 +68,11 @@ def test_backup_archive_and_point_in_time_restore_through_tls_s3(
             assert checked["archived_segment"]  # pushed over HTTPS by the server's archive_command
             fresh = PgBackRestArchiveFreshnessSensor(task_id="rpo", max_age="5m", **common).check()
             assert fresh["ok"] and fresh["segment"] >= checked["archived_segment"], fresh
-            verified = PgBackRestVerifyOperator(task_id="verify", **common).execute(context())
-            assert verified["ok"] and verified["backups"][0]["label"] == backup["label"]
+            # verify is proven on the file repository: here it would re-read ~1,300 ranged GETs (~25 s)
 
             result = PgBackRestRestoreOperator(
                 task_id="restore", conn_id=CONN, data_dir=str(data_dir), type="time", target=target.isoformat(),
-                port=free_port(), wait_timeout="90s", **common).execute(context())
+                port=free_port(), wait_timeout="90s", process_max=2, **common).execute(context())
             assert labels(result["port"], "shop") == {"before_t": 3}
             assert result["backup_set"] == backup["label"] and 0 < result["achieved_rpo_seconds"] < 2
             # the restored server fetched WAL from the bucket with the keys in its environment only
