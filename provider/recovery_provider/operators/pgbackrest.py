@@ -191,7 +191,7 @@ class PgBackRestBackupOperator(_PgBackRestOperator):
     def run(self, context: Any) -> Any:
         import re
 
-        from recovery_provider.hooks.pgbackrest import backup_summary
+        from recovery_provider.hooks.pgbackrest_report import backup_summary
 
         hook = self.hook()
         result = hook.run("backup", *self.arguments(), timeout=self.timeout_seconds, log=self.log)
@@ -215,7 +215,7 @@ class PgBackRestInfoOperator(_PgBackRestOperator):
         return "info --output=json"
 
     def run(self, context: Any) -> Any:
-        from recovery_provider.hooks.pgbackrest import backup_summary
+        from recovery_provider.hooks.pgbackrest_report import backup_summary
 
         info = self.hook().info()
         backups = [backup_summary(b) for b in info.get("backup") or []]
@@ -239,7 +239,8 @@ class PgBackRestVerifyOperator(_PgBackRestOperator):
         return "verify --verbose"
 
     def run(self, context: Any) -> Any:
-        from recovery_provider.hooks.pgbackrest import PgBackRestError, parse_verify
+        from recovery_provider.hooks.pgbackrest import PgBackRestError
+        from recovery_provider.hooks.pgbackrest_report import parse_verify
 
         result = self.hook().run("verify", "--verbose", timeout=self.timeout_seconds, log=self.log, check=False)
         report = parse_verify(result.output)
