@@ -129,14 +129,17 @@ def main() -> None:
     finally:
         for path in (repo_dir, scratch, spool):
             shutil.rmtree(path, ignore_errors=True)
-    print(f"\ndatabase {size / MB:.0f} MiB; cluster (pgBackRest backup size) {cluster_bytes / MB:.0f} MiB\n")
+    load = os.getloadavg()
+    print(f"\ndatabase {size / MB:.0f} MiB; cluster (pgBackRest backup size) {cluster_bytes / MB:.0f} MiB; "
+          f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min, {os.cpu_count()} cores)\n")
     print(f"{'what':<58} {'seconds':>8} {'MiB/s':>7} {'stored MiB':>11} {'ratio':>6} {'x ceiling':>9}")
     for r in rows:
         stored = f"{r['stored_mib']:.0f}" if r["stored_mib"] else "-"
         ratio = f"{r['ratio']:.2f}" if r["ratio"] else "-"
         print(f"{r['what']:<58} {r['seconds']:>8.1f} {r['mib_s']:>7.1f} {stored:>11} {ratio:>6} {r['vs_ceiling']:>9.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"database_bytes": size, "cluster_bytes": cluster_bytes, "rows": rows}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"database_bytes": size, "cluster_bytes": cluster_bytes, "load_average": load,
+                                         "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
