@@ -2,7 +2,7 @@
 
 Run from the repository root (PostgreSQL server binaries, pgbackrest, the dev virtualenv):
 
-    .venv/bin/python benchmarks/backup/pgbackrest.py --size-gb 1.0 --json benchmarks/backup/pgbackrest-1gb.json
+    .venv/bin/python benchmarks/backup/pgbackrest.py --size-gb 1.0 --json benchmarks/backup/pgbackrest-1gb-run2.json
 
 In one run, on one throwaway cluster (tests/support/postgres.py, archive_mode on, archive_command
 feeding pgBackRest through the provider's own hook) holding one table built like run.py's:
