@@ -129,6 +129,9 @@ def test_restore_to_an_lsn_and_to_the_newest(backed_up: Drill) -> None:
     lsn = str(cluster.scalar("SELECT pg_current_wal_lsn()::text"))
     timed_writes(cluster, "shop", "lsn_after", 2, gap=0)
     PgBackRestCheckOperator(task_id="check", conn_id=CONN, **backed_up.common()).execute(context())
+    dry = PgBackRestRestoreOperator(task_id="r", data_dir=str(backed_up.scratch / "dry"), type="lsn", target=lsn,
+                                    port=free_port(), **backed_up.common()).execute(context(dry_run=True))
+    assert dry["dry_run"] and f"target {lsn}" in dry["would"] and not (backed_up.scratch / "dry").exists()
     at_lsn = backed_up.restore("at_lsn", type="lsn", target=lsn)
     got = labels(at_lsn["port"], "shop")
     assert got.get("lsn_before") == 2 and "lsn_after" not in got
@@ -143,6 +146,21 @@ def test_archive_freshness_reads_the_repository(backed_up: Drill) -> None:
     assert result["segment"] >= backed_up.backup["wal_stop"] and result["age_seconds"] < 600
     stale = PgBackRestArchiveFreshnessSensor(task_id="rpo", max_age=0.001, **backed_up.common()).check()
     assert not stale["ok"] and "RPO" in stale["message"]
+    # deferred, the same check runs in the triggerer from the serialised kwargs (no secrets in them)
+    import asyncio
+
+    from recovery_provider.triggers.probe import ProbeTrigger
+
+    classpath, kwargs = ProbeTrigger(probe=f"recovery_provider.hooks.probes:{fresh.probe_name}",
+                                     probe_kwargs=fresh.probe_kwargs(), poke_interval=0.1, timeout=30).serialize()
+
+    async def first_event() -> Any:
+        async for event in ProbeTrigger(**kwargs).run():
+            return event.payload
+        return None
+
+    assert classpath == "recovery_provider.triggers.probe.ProbeTrigger"
+    assert asyncio.run(first_event())["status"] == "success"
 
 
 def _fails_at_once(op: Any) -> str:
