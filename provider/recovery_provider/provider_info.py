@@ -27,6 +27,7 @@ INTEGRATIONS: list[str] = [
     "PostgreSQL recovery",  # pg_dump / pg_restore backups, restores, drills, promotion, replica lag
     "Backup storage",  # backups with manifests and checksums in S3 or a file:// location
     "Airflow REST API",  # pools and run notes through Airflow's public API (connection airflow_api)
+    "pgBackRest",  # physical backups, WAL archive, point-in-time restores
 ]
 
 #: kind -> integration -> modules. One line per module; keep each list sorted.
@@ -48,6 +49,11 @@ MODULES: dict[str, dict[str, list[str]]] = {
         "Airflow REST API": [
             "recovery_provider.hooks.airflow_api",
         ],
+        "pgBackRest": [
+            "recovery_provider.hooks.pgbackrest",
+            "recovery_provider.hooks.pgbackrest_report",
+            "recovery_provider.hooks.pgbackrest_restore",
+        ],
     },
     "operators": {
         "Recovery workflows": [
@@ -60,6 +66,9 @@ MODULES: dict[str, dict[str, list[str]]] = {
         "Backup storage": [
             "recovery_provider.operators.backup",
         ],
+        "pgBackRest": [
+            "recovery_provider.operators.pgbackrest",
+        ],
     },
     "sensors": {
         "Recovery workflows": [
@@ -70,6 +79,9 @@ MODULES: dict[str, dict[str, list[str]]] = {
         ],
         "Backup storage": [
             "recovery_provider.sensors.backup",
+        ],
+        "pgBackRest": [
+            "recovery_provider.sensors.pgbackrest",
         ],
     },
     "triggers": {
