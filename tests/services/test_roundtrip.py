@@ -36,12 +36,17 @@ def drill(database: str, location: str, target: str, **kw: Any) -> PostgresDrill
                                        target_database=target, **kw)
 
 
-def test_round_trip_custom_format(pg: PostgresCluster, shop: str, location: str, run_op: RunOp) -> None:
-    manifest = run_op(backup(shop, location))
+@pytest.mark.parametrize(("compression", "key"), [(None, "dump.pgcustom.zst"), ("pg_dump", "dump.pgcustom")])
+def test_round_trip_custom_format(pg: PostgresCluster, shop: str, location: str, run_op: RunOp,
+                                  compression: str | None, key: str) -> None:
+    manifest = run_op(backup(shop, location, compression=compression))
     assert manifest["format"] == "custom" and manifest["tables"] == 3
     assert manifest["wal_lsn"] and manifest["server_version"]
+    assert manifest["compression"] == ("zstd:1" if compression is None else "pg_dump")
     (obj,) = manifest["objects"]
-    assert obj["key"] == "dump.pgcustom" and obj["size"] > 0 and len(obj["sha256"]) == 64
+    assert obj["key"] == key and obj["size"] > 0 and len(obj["sha256"]) == 64
+    if compression is None:  # pg_dump wrote an uncompressed archive; zstd made it smaller
+        assert manifest["compress"] == "0" and obj["uncompressed_size"] > 3 * obj["size"]
 
     verified = run_op(VerifyBackupOperator(task_id="verify", database=shop, location=location))
     assert verified["ok"] and verified["objects"] == 1

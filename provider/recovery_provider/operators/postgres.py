@@ -48,10 +48,15 @@ class PostgresBackupOperator(_PostgresOperator):
     (``20240101T020000Z``) or, for runs without one, the run id. A complete backup already at that
     key is reused, never overwritten; leftovers of an interrupted one (no manifest) are replaced.
     Returns the manifest without the per-table list (XCom stays small). Alias ``postgres.backup``.
+
+    ``compression``: ``zstd`` (level 1) or ``zstd:<level>`` streams ``pg_dump -Fc --compress=0``
+    through zstd in the worker; ``pg_dump`` keeps pg_dump's own gzip (level from ``compress``).
+    Default: zstd for the custom format unless ``compress`` is given, pg_dump for directory format.
     """
 
     template_fields: Sequence[str] = (
-        "conn_id", "database", "location", "run_key", "format", "jobs", "compress", "drill_stats", "pg_dump_args",
+        "conn_id", "database", "location", "run_key", "format", "jobs", "compress", "compression", "drill_stats",
+        "pg_dump_args",
     )
 
     def __init__(
@@ -64,6 +69,7 @@ class PostgresBackupOperator(_PostgresOperator):
         format: str = "custom",
         jobs: int = 1,
         compress: str | int | None = None,
+        compression: str | None = None,
         drill_stats: bool = True,
         pg_dump_args: Sequence[str] = (),
         upload_block_size: int = 16 * 1024 * 1024,
@@ -76,21 +82,30 @@ class PostgresBackupOperator(_PostgresOperator):
         self.format = format
         self.jobs = jobs
         self.compress = compress
+        self.compression = compression
         self.drill_stats = drill_stats
         self.pg_dump_args = list(pg_dump_args)
         self.upload_block_size = upload_block_size
 
     def request(self, context: Any) -> Any:
+        """The backup request; bad arguments fail the task at once (no retry can fix them)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
         from recovery_provider.hooks.dump import BackupRequest
         from recovery_provider.hooks.store import BackupStore
 
-        return BackupRequest(
+        compress = None if self.compress in (None, "") else str(self.compress)
+        compression = str(self.compression or "").strip()
+        if not compression:  # before zstd, compress meant pg_dump's gzip: keep that meaning
+            compression = "zstd" if self.format == "custom" and compress is None else "pg_dump"
+        req = BackupRequest(
             target=self.target(self.database or None),
             store=BackupStore(self.location),
             run_key=self.run_key or run_key_from_context(context),
             format=self.format,
             jobs=int(self.jobs),
-            compress=None if self.compress in (None, "") else str(self.compress),
+            compress=compress,
+            compression=compression,
             drill_stats=bool(self.drill_stats),
             upload_block_size=self.upload_block_size,
             pg_bin_dir=self.pg_bin_dir,
@@ -98,15 +113,20 @@ class PostgresBackupOperator(_PostgresOperator):
             connect_retry_delay=self.retry_delay_seconds,
             extra_args=[str(a) for a in self.pg_dump_args],
         )
+        try:
+            req.validate()
+        except RecoveryError as exc:
+            raise AirflowFailException(f"postgres.backup task '{self.task_id}': {exc}") from None
+        return req
 
     def describe_dry_run(self, context: Any) -> str:
         req = self.request(context)
-        req.validate()
         path = req.store.backup_path(req.database, req.run_key)
         found = req.store.manifest(req.database, req.run_key)
         if found is not None:
             return f"reuse the complete backup already at {path} (finished {found['finished_at']})"
-        return f"pg_dump --format={req.format} {req.target.where} into {path} and write its manifest last"
+        return (f"pg_dump --format={req.format} {req.target.where} into {path} ({req.compression_label} "
+                "compression) and write its manifest last")
 
     def run(self, context: Any) -> Any:
         from recovery_provider.hooks.dump import run_backup
@@ -280,7 +300,7 @@ class PostgresDrillVerifyOperator(_PostgresOperator):
         target = self.target(self.checked())
         with target.connect(attempts=self.connect_attempts, retry_delay=self.retry_delay_seconds) as conn:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            actual = table_stats(conn)
+            actual = table_stats(conn, manifest["checksum_method"])
             conn.execute("COMMIT")
         problems = compare_stats(manifest["tables"], actual)
         if problems:
