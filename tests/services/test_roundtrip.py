@@ -92,10 +92,13 @@ def test_drill_detects_changed_data(pg: PostgresCluster, shop: str, file_locatio
         run_op(drill(shop, file_location, target))
 
 
-def test_directory_format_parallel_jobs(pg: PostgresCluster, shop: str, location: str, run_op: RunOp) -> None:
-    manifest = run_op(backup(shop, location, format="directory", jobs=2))
+@pytest.mark.parametrize(("compression", "suffix"), [(None, ".zst"), ("pg_dump", "")])
+def test_directory_format_parallel_jobs(pg: PostgresCluster, shop: str, location: str, run_op: RunOp,
+                                        compression: str | None, suffix: str) -> None:
+    manifest = run_op(backup(shop, location, format="directory", jobs=2, compression=compression))
     keys = [o["key"] for o in manifest["objects"]]
-    assert "dump.dir/toc.dat" in keys and len(keys) >= 4  # toc + one file per table with data
+    assert f"dump.dir/toc.dat{suffix}" in keys and len(keys) >= 4  # toc + one file per table with data
+    assert all(key.endswith(".zst") == bool(suffix) for key in keys)  # zstd: every file compressed on upload
     target = f"{shop}_d"
     assert run_op(restore(shop, location, target, jobs=2))["action"] == "created"
     assert plain_dump(pg, shop) == plain_dump(pg, target)

@@ -49,9 +49,10 @@ class PostgresBackupOperator(_PostgresOperator):
     key is reused, never overwritten; leftovers of an interrupted one (no manifest) are replaced.
     Returns the manifest without the per-table list (XCom stays small). Alias ``postgres.backup``.
 
-    ``compression``: ``zstd`` (level 1) or ``zstd:<level>`` streams ``pg_dump -Fc --compress=0``
-    through zstd in the worker; ``pg_dump`` keeps pg_dump's own gzip (level from ``compress``).
-    Default: zstd for the custom format unless ``compress`` is given, pg_dump for directory format.
+    ``compression``: ``zstd`` (level 1) or ``zstd:<level>`` runs pg_dump with ``--compress=0`` and
+    compresses in the worker (custom format: the stream; directory format: each file on upload);
+    ``pg_dump`` keeps pg_dump's own gzip (level from ``compress``). Default: zstd, unless
+    ``compress`` is given (what it meant before zstd).
     """
 
     template_fields: Sequence[str] = (
@@ -97,7 +98,7 @@ class PostgresBackupOperator(_PostgresOperator):
         compress = None if self.compress in (None, "") else str(self.compress)
         compression = str(self.compression or "").strip()
         if not compression:  # before zstd, compress meant pg_dump's gzip: keep that meaning
-            compression = "zstd" if self.format == "custom" and compress is None else "pg_dump"
+            compression = "zstd" if compress is None else "pg_dump"
         req = BackupRequest(
             target=self.target(self.database or None),
             store=BackupStore(self.location),
