@@ -174,3 +174,21 @@ def test_failed_dump_stops_the_concurrent_statistics(pg: PostgresCluster, shop: 
                      " AND query LIKE %s", [shop, "%hash_record_extended%"])
     assert busy == 0
     assert BackupStore(file_location).manifest(shop, RUN_KEY) is None
+
+
+def test_directory_backup_restores_with_its_own_jobs_by_default(pg: PostgresCluster, shop: str, file_location: str,
+                                                                run_op: RunOp, monkeypatch: pytest.MonkeyPatch) -> None:
+    launched: list[list[str]] = []
+    real_popen = subprocess.Popen
+
+    class SpyPopen(real_popen):  # type: ignore[misc,valid-type]
+        def __init__(self, args: Any, *a: Any, **kw: Any) -> None:
+            launched.append([str(x) for x in args])
+            super().__init__(args, *a, **kw)
+
+    run_op(backup(shop, file_location, format="directory", jobs=3))
+    monkeypatch.setattr(subprocess, "Popen", SpyPopen)
+    run_op(restore(shop, file_location, f"{shop}_j3"))
+    (pg_restore,) = [argv for argv in launched if argv[0].endswith("pg_restore")]
+    assert "--jobs=3" in pg_restore
+    assert plain_dump(pg, shop) == plain_dump(pg, f"{shop}_j3")

@@ -51,7 +51,7 @@ class RestoreRequest:
     target_database: str
     run_key: str | None = None  # None: the newest (verified) backup
     require_verified: bool = False
-    jobs: int = 1
+    jobs: int | None = None  # None: the backup's own jobs for directory format (staged anyway), else 1
     no_owner: bool = False
     no_privileges: bool = False
     pg_bin_dir: str | None = None
@@ -146,6 +146,9 @@ def run_restore(req: RestoreRequest, log: logging.Logger | Any) -> dict[str, Any
         if action == "done":
             log.info("database '%s' is already a complete restore of %s: nothing to do", req.target_database, summary["backup"])
             return {**summary, "action": "already restored"}
+        if req.jobs is None:
+            req = dataclasses.replace(req, jobs=default_jobs(manifest))
+        assert req.jobs is not None
         staged = req.jobs > 1 or manifest["format"] == "directory"
         with tempfile.TemporaryDirectory(prefix="recovery-restore-") as spool:
             if staged:
@@ -166,6 +169,13 @@ def run_restore(req: RestoreRequest, log: logging.Logger | Any) -> dict[str, Any
         _comment(admin, req.target_database, f"{chosen.marker} complete")
     log.info("restored %s into '%s' and analyzed it", summary["backup"], req.target_database)
     return {**summary, "action": "recreated" if action == "recreate" else "created"}
+
+
+def default_jobs(manifest: dict[str, Any]) -> int:
+    """A directory-format backup is staged whatever the jobs, so restoring it in parallel costs no
+    extra copy; a custom one streams with one job (``pg_restore -j`` on a custom archive written
+    to a pipe finds no data offsets and gains little: benchmarks/backup/RESULTS.md)."""
+    return max(1, int(manifest.get("jobs") or 1)) if manifest["format"] == "directory" else 1
 
 
 def _corrupt_message(path: Any, problems: list[str]) -> str:
@@ -265,7 +275,7 @@ def _pg_restore(req: RestoreRequest, path: Any, manifest: dict[str, Any], local:
         argv.append("--no-owner")
     if req.no_privileges:
         argv.append("--no-privileges")
-    if local is not None and req.jobs > 1:
+    if local is not None and req.jobs and req.jobs > 1:
         argv.append(f"--jobs={req.jobs}")
     if local is not None:
         argv.append(str(local))

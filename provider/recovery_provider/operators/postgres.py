@@ -180,7 +180,7 @@ class PostgresRestoreOperator(_FromBackup):
         "no_owner", "no_privileges",
     )
 
-    def __init__(self, *, jobs: int = 1, no_owner: bool = False, no_privileges: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *, jobs: int | str | None = None, no_owner: bool = False, no_privileges: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.jobs = jobs
         self.no_owner = no_owner
@@ -196,7 +196,7 @@ class PostgresRestoreOperator(_FromBackup):
             target_database=self.target_name(),
             run_key=self.run_key or None,
             require_verified=bool(self.require_verified),
-            jobs=int(self.jobs),
+            jobs=None if self.jobs in (None, "") else int(self.jobs),
             no_owner=bool(self.no_owner),
             no_privileges=bool(self.no_privileges),
             pg_bin_dir=self.pg_bin_dir,
@@ -205,7 +205,7 @@ class PostgresRestoreOperator(_FromBackup):
         )
 
     def describe_dry_run(self, context: Any) -> str:
-        from recovery_provider.hooks.restore import choose_backup, plan_restore
+        from recovery_provider.hooks.restore import choose_backup, default_jobs, plan_restore
 
         req = self.request()
         chosen = choose_backup(req)
@@ -215,7 +215,8 @@ class PostgresRestoreOperator(_FromBackup):
             return f"nothing: '{req.target_database}' is already a complete restore of {chosen.run_key}"
         return (f"verify backup {slug(req.database)}/{chosen.run_key} ({chosen.manifest['total_bytes']} bytes) "
                 f"and {'re-create' if action == 'recreate' else 'create'} database '{req.target_database}' "
-                f"on {req.server.where} from it (pg_restore --exit-on-error, jobs={req.jobs}), then ANALYZE")
+                f"on {req.server.where} from it (pg_restore --exit-on-error, jobs="
+                f"{req.jobs or default_jobs(chosen.manifest)}), then ANALYZE")
 
     def run(self, context: Any) -> Any:
         from recovery_provider.hooks.restore import run_restore
