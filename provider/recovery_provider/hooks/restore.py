@@ -37,6 +37,7 @@ from recovery_provider.hooks.store import (
     BackupStore,
     decompressed,
     manifest_digest,
+    prefetched,
     slug,
 )
 
@@ -290,7 +291,8 @@ def _pg_restore(req: RestoreRequest, path: Any, manifest: dict[str, Any], local:
                 digest = hashlib.sha256()
 
                 def hashed() -> Any:
-                    for chunk in req.store.read_chunks(path / entry["key"]):
+                    # read ahead in a thread: the download overlaps decompressing and pg_restore
+                    for chunk in prefetched(req.store.read_chunks(path / entry["key"])):
                         digest.update(chunk)
                         yield chunk
 
