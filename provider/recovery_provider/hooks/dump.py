@@ -11,8 +11,8 @@ and memory stays at ``queue_chunks x chunk_size`` plus one S3 part, whatever the
 
 Why zstd outside pg_dump (the default): pg_dump 15 compresses with gzip in its own process, on one
 core, and that, not the database, was the ceiling (38 s against a 10 s raw read for 1 GB). pg_dump
-runs with ``--compress=0`` and the reader thread compresses with zstd (which releases the GIL) on
-the other core while the writer hashes and uploads. See benchmarks/backup/RESULTS.md.
+runs with ``--compress=0``; the reader thread hands its output to zstd, which compresses in its own
+thread without the GIL, while the writer hashes and uploads. See benchmarks/backup/RESULTS.md.
 
 Directory format (``-j``) cannot write to a pipe. pg_dump writes into a local spool folder; every
 file that no pg_dump process holds open any more is uploaded and deleted at once, so local disk
