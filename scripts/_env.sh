@@ -54,6 +54,19 @@ ensure_chromium() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >&2
 }
 
+ensure_pgbackrest() {
+    # Point-in-time recovery (operators pgbackrest.*, tests/services/test_pgbackrest*.py) drives the
+    # pgBackRest binary: Debian's package (2.45 on bookworm). It runs as the cluster's owner.
+    if command -v pgbackrest >/dev/null 2>&1; then return; fi
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "pgbackrest is missing: install your distribution's pgbackrest package (the PITR operators and tests need it)" >&2
+        return 1
+    fi
+    echo "==> installing pgbackrest (point-in-time recovery: backups, WAL archive, restore to a time)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbackrest >&2
+}
+
 ensure_venv() {
     ensure_uv
     local stamp="$VENV/.installed" want

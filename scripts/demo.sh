@@ -16,6 +16,7 @@ command="${1:-up}"
 case "$command" in
     up)
         ensure_postgres_binaries
+        ensure_pgbackrest
         echo "==> recovery validate dags/specs"
         "$VENV/bin/recovery" validate dags/specs
         exec "$VENV/bin/python" -m scripts.demo up "${@:2}"

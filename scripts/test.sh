@@ -4,6 +4,7 @@
 source "$(dirname "$0")/_env.sh"
 ensure_venv
 ensure_postgres_binaries
+ensure_pgbackrest
 ensure_redis_binary
 ensure_chromium
 cd "$ROOT"

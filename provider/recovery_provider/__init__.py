@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place: pyproject.toml reads it (hatch dynamic version)
 
 
 def get_provider_info() -> dict[str, Any]:
     """Airflow's provider discovery hook (entry point ``apache_airflow_provider``)."""
-    return {
-        "package-name": "airflow-provider-recovery",
-        "name": "Recovery",
-        "description": "Declarative recovery and backup workflows: spec language, DAG factory, operators.",
-        "versions": [__version__],
-    }
+    from recovery_provider.provider_info import provider_info
+
+    return provider_info(__version__)

@@ -6,6 +6,7 @@ them, exactly as a deployment would.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -98,6 +99,9 @@ def test_broken_specs_hide_no_dag_are_shown_with_their_place_and_come_back_when_
     listed = {d["dag_id"] for d in cluster.api.dags()}
     assert set(good) | set(DAG_IDS) <= listed
     assert not listed & set(broken_specs.BROKEN_IDS)
+    deadline = time.monotonic() + 120  # the errors file may be parsed after the DAG file
+    while not _errors_text(cluster) and time.monotonic() < deadline:
+        time.sleep(1)
     errors = {e["filename"]: e["stack_trace"] for e in cluster.api.import_errors()}
     assert not [name for name in errors if name.endswith(("recovery_broken.py", "recovery_specs.py"))], errors
     (message,) = [text for name, text in errors.items() if name.endswith("recovery_broken_errors.py")]
@@ -117,7 +121,8 @@ def test_broken_specs_hide_no_dag_are_shown_with_their_place_and_come_back_when_
             time.sleep(1)
         _open_import_errors(browser)
         assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
-        assert "broken.yaml:5:30" in browser.page_source, "the import error's text is not on the page"
+        shown = browser.find_elements("xpath", "//*[contains(text(), 'broken.yaml:5:30')]")
+        assert shown and shown[0].is_displayed(), "the import error's text is not shown"
 
     started = time.monotonic()
     (broken / "broken.yaml").write_text(broken_specs.fixed_text())
@@ -140,16 +145,29 @@ def _errors_text(cluster: AirflowCluster) -> str:
 
 
 def _open_import_errors(browser: Any) -> None:
-    """Click the DAG list's import-error button, so the screenshot shows the messages."""
+    """Click the DAG list's import-error badge (a red button showing the count, "1" here, next
+    to "N Dags"), so the screenshot shows the messages."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        buttons = [b for b in browser.find_elements(By.TAG_NAME, "button") if "import error" in b.text.lower()]
-        if buttons:
-            buttons[0].click()
-            time.sleep(2)
-            return
+        for button in browser.find_elements(By.TAG_NAME, "button"):
+            try:
+                html = (button.get_attribute("outerHTML") or "").lower()
+                if "import" in html or button.text.strip() == "1":
+                    button.click()
+                    time.sleep(3)
+            except WebDriverException:  # the page changed under us: look again
+                break
+            if "recovery_broken_errors.py" in browser.page_source:
+                # the modal lists files folded: unfold ours to show its text
+                for item in browser.find_elements(By.XPATH, "//*[contains(text(), 'recovery_broken_errors.py')]"):
+                    with contextlib.suppress(WebDriverException):
+                        item.click()
+                        time.sleep(2)
+                        break
+                return
         time.sleep(1)
 
 

@@ -36,12 +36,17 @@ def drill(database: str, location: str, target: str, **kw: Any) -> PostgresDrill
                                        target_database=target, **kw)
 
 
-def test_round_trip_custom_format(pg: PostgresCluster, shop: str, location: str, run_op: RunOp) -> None:
-    manifest = run_op(backup(shop, location))
+@pytest.mark.parametrize(("compression", "key"), [(None, "dump.pgcustom.zst"), ("pg_dump", "dump.pgcustom")])
+def test_round_trip_custom_format(pg: PostgresCluster, shop: str, location: str, run_op: RunOp,
+                                  compression: str | None, key: str) -> None:
+    manifest = run_op(backup(shop, location, compression=compression))
     assert manifest["format"] == "custom" and manifest["tables"] == 3
     assert manifest["wal_lsn"] and manifest["server_version"]
+    assert manifest["compression"] == ("zstd:1" if compression is None else "pg_dump")
     (obj,) = manifest["objects"]
-    assert obj["key"] == "dump.pgcustom" and obj["size"] > 0 and len(obj["sha256"]) == 64
+    assert obj["key"] == key and obj["size"] > 0 and len(obj["sha256"]) == 64
+    if compression is None:  # pg_dump wrote an uncompressed archive; zstd made it smaller
+        assert manifest["compress"] == "0" and obj["uncompressed_size"] > 3 * obj["size"]
 
     verified = run_op(VerifyBackupOperator(task_id="verify", database=shop, location=location))
     assert verified["ok"] and verified["objects"] == 1
@@ -87,10 +92,13 @@ def test_drill_detects_changed_data(pg: PostgresCluster, shop: str, file_locatio
         run_op(drill(shop, file_location, target))
 
 
-def test_directory_format_parallel_jobs(pg: PostgresCluster, shop: str, location: str, run_op: RunOp) -> None:
-    manifest = run_op(backup(shop, location, format="directory", jobs=2))
+@pytest.mark.parametrize(("compression", "suffix"), [(None, ".zst"), ("pg_dump", "")])
+def test_directory_format_parallel_jobs(pg: PostgresCluster, shop: str, location: str, run_op: RunOp,
+                                        compression: str | None, suffix: str) -> None:
+    manifest = run_op(backup(shop, location, format="directory", jobs=2, compression=compression))
     keys = [o["key"] for o in manifest["objects"]]
-    assert "dump.dir/toc.dat" in keys and len(keys) >= 4  # toc + one file per table with data
+    assert f"dump.dir/toc.dat{suffix}" in keys and len(keys) >= 4  # toc + one file per table with data
+    assert all(key.endswith(".zst") == bool(suffix) for key in keys)  # zstd: every file compressed on upload
     target = f"{shop}_d"
     assert run_op(restore(shop, location, target, jobs=2))["action"] == "created"
     assert plain_dump(pg, shop) == plain_dump(pg, target)

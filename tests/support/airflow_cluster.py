@@ -254,13 +254,24 @@ class AirflowApi:
     def request(
         self, method: str, path: str, *, ok: Iterable[int] = (200, 201, 204), **kwargs: Any
     ) -> httpx.Response:
-        """One call to /api/v2<path>; retries once with a fresh token on 401."""
+        """One call to /api/v2<path>; retries once with a fresh token on 401, and a read (GET) that
+        timed out up to twice: on a loaded 2-core machine the api-server has been seen to stall
+        for 30 s while the execution API waits on a row lock."""
         url = "/api/v2" + path
-        for attempt in range(2):
+        timeouts = 0
+        attempt = 0
+        while True:
             headers = {"Authorization": f"Bearer {self.token(refresh=attempt > 0)}"}
-            resp = self._client.request(method, url, headers=headers, **kwargs)
-            if resp.status_code != 401:
+            try:
+                resp = self._client.request(method, url, headers=headers, **kwargs)
+            except httpx.TimeoutException:
+                timeouts += 1
+                if method != "GET" or timeouts > 2:
+                    raise
+                continue
+            if resp.status_code != 401 or attempt > 0:
                 break
+            attempt += 1
         if resp.status_code not in set(ok):
             raise AirflowHarnessError(
                 f"{method} {url} -> {resp.status_code}: {resp.text[:2000]}\n{self._diagnostics()}"

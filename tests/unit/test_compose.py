@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+import recovery_provider
 from tests.support.airflow_cluster import CELERY_EXECUTOR_SETTINGS, CeleryWorker
 
 pytestmark = pytest.mark.unit
@@ -81,20 +82,24 @@ def test_every_airflow_container_runs_the_same_image_env_and_mounts(compose: dic
     assert airflow_args(airflow["airflow-init"]) == ["db", "migrate"]
 
 
-def test_the_install_step_names_the_provider_with_its_celery_extra_and_ci_constraints(
+def test_the_install_step_installs_the_built_wheel_with_its_extras_and_ci_constraints(
     compose: dict[str, Any], repo: Path
 ) -> None:
+    # the wheel `uv build` writes for this version (tests/install installs the same file with pip)
+    wheel = f"/opt/recovery/dist/airflow_provider_recovery-{recovery_provider.__version__}-py3-none-any.whl"
     for name, service in airflow_services(compose).items():
         if name == "airflow-init":
             continue  # migrating needs no provider: its tables are Airflow's own
         install = shlex.split(shell_of(service).split("&&")[0])
         assert install[:3] == ["pip", "install", "--no-cache-dir"], name
         assert install[install.index("-c") + 1] == "/opt/recovery/requirements/constraints.txt", name
-        assert install[-1] == "/opt/recovery[celery]", name
-    # the extra exists and carries the pin (celery 5.7.0 breaks the Celery provider)
+        assert install[-1] == f"{wheel}[celery,s3]", name
+    # the extras exist; celery carries the pin (celery 5.7.0 breaks the Celery provider), s3 the amazon provider
     pyproject = (repo / "pyproject.toml").read_text()
     extra = re.search(r"^celery = \[(.*?)\n\]", pyproject, re.S | re.M)
     assert extra and '"celery[redis]<5.7"' in extra.group(1) and "apache-airflow-providers-celery" in extra.group(1)
+    s3 = re.search(r"^s3 = \[(.*?)\n\]", pyproject, re.S | re.M)
+    assert s3 and "apache-airflow-providers-amazon[" in s3.group(1) and "s3fs" in s3.group(1)
     pins = dict(
         line.split("==", 1) for line in (repo / "requirements/constraints.txt").read_text().splitlines() if "==" in line
     )
@@ -150,3 +155,14 @@ def test_scheduler_and_api_server_share_the_run_ledger_in_the_bucket(compose: di
     bucket = rest.split("/")[0]
     assert f"AIRFLOW_CONN_{conn_id.upper()}" in env, f"the ledger's connection {conn_id} is not defined"
     assert f"local/{bucket}" in " ".join(compose["services"]["minio-init"]["entrypoint"]), "the ledger's bucket is never created"
+
+
+def test_the_backup_store_connection_uses_this_providers_type_and_the_bucket(compose: dict[str, Any]) -> None:
+    import json
+
+    env = compose["x-airflow-env"]
+    store = json.loads(env["AIRFLOW_CONN_RECOVERY_BACKUPS"])
+    assert store["conn_type"] == "recovery_backup_store"
+    conn_id, _, rest = store["extra"]["location"].removeprefix("s3://").partition("@")
+    assert f"AIRFLOW_CONN_{conn_id.upper()}" in env
+    assert f"local/{rest.split('/')[0]}" in " ".join(compose["services"]["minio-init"]["entrypoint"])

@@ -9,9 +9,15 @@ in that same transaction.
 Why a reader thread and a bounded queue: pg_dump keeps producing while the previous chunk uploads,
 and memory stays at ``queue_chunks x chunk_size`` plus one S3 part, whatever the database size.
 
+Why zstd outside pg_dump (the default): pg_dump 15 compresses with gzip in its own process, on one
+core, and that, not the database, was the ceiling (38 s against a 10 s raw read for 1 GB). pg_dump
+runs with ``--compress=0``; the reader thread hands its output to zstd, which compresses in its own
+thread without the GIL, while the writer hashes and uploads. See benchmarks/backup/RESULTS.md.
+
 Directory format (``-j``) cannot write to a pipe. pg_dump writes into a local spool folder; every
 file that no pg_dump process holds open any more is uploaded and deleted at once, so local disk
-holds only the files in flight (about ``jobs`` tables), not the whole dump.
+holds only the files in flight (about ``jobs`` tables), not the whole dump. With zstd the spooled
+files are uncompressed (``-Z0``) and compressed on upload, so those in-flight files are larger.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from recovery_provider.exceptions import RecoveryError
 from recovery_provider.hooks.pg import PgTarget, PgToolError, find_tool, tool_version
-from recovery_provider.hooks.stats import CHECKSUM_METHOD, table_stats
+from recovery_provider.hooks.stats import SnapshotStats, checksum_method_for
 from recovery_provider.hooks.store import (
     MANIFEST,
     MANIFEST_VERSION,
@@ -45,8 +51,27 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 CUSTOM_OBJECT = "dump.pgcustom"
+ZSTD_OBJECT = CUSTOM_OBJECT + ".zst"
 DIRECTORY_PREFIX = "dump.dir"
 FORMATS = ("custom", "directory")
+DEFAULT_ZSTD_LEVEL = 1  # fastest and, on pg_dump output, smallest of 1-3 (benchmarks/backup)
+MAX_ZSTD_LEVEL = 19  # 20-22 need a 64-128 MiB window: memory would no longer be flat
+
+
+def parse_compression(text: str) -> tuple[str, int | None]:
+    """("zstd", level) or ("pg_dump", None) from "zstd", "zstd:3" or "pg_dump"; RecoveryError otherwise."""
+    method, _, level = text.strip().partition(":")
+    if method == "pg_dump" and not level:
+        return "pg_dump", None
+    if method == "zstd":
+        if not level:
+            return "zstd", DEFAULT_ZSTD_LEVEL
+        if level.isdigit() and 1 <= int(level) <= MAX_ZSTD_LEVEL:
+            return "zstd", int(level)
+    raise RecoveryError(
+        f"compression '{text}' is not supported: use zstd, zstd:<level 1-{MAX_ZSTD_LEVEL}> (compressed by the "
+        "worker, pg_dump runs with --compress=0) or pg_dump (pg_dump's own gzip, level from compress)"
+    )
 
 
 @dataclasses.dataclass
@@ -57,6 +82,7 @@ class BackupRequest:
     format: str = "custom"
     jobs: int = 1
     compress: str | None = None
+    compression: str = "zstd"
     drill_stats: bool = True
     chunk_size: int = 1024 * 1024
     queue_chunks: int = 8
@@ -69,6 +95,13 @@ class BackupRequest:
     def validate(self) -> None:
         if self.format not in FORMATS:
             raise RecoveryError(f"format '{self.format}' is not supported: use one of {', '.join(FORMATS)}")
+        method, _ = parse_compression(self.compression)
+        if method == "zstd" and self.compress is not None:
+            raise RecoveryError(
+                f"compress '{self.compress}' is pg_dump's own compression, but compression '{self.compression}' "
+                "runs pg_dump with --compress=0: give a zstd level as compression: zstd:<level>, or set "
+                "compression: pg_dump to keep pg_dump's compression"
+            )
         if self.jobs < 1:
             raise RecoveryError(f"jobs must be at least 1, got {self.jobs}")
         if self.jobs > 1 and self.format != "directory":
@@ -81,9 +114,21 @@ class BackupRequest:
     def database(self) -> str:
         return self.target.dbname
 
+    @property
+    def zstd_level(self) -> int | None:
+        return parse_compression(self.compression)[1]
+
+    @property
+    def compression_label(self) -> str:
+        """What the manifest records: "zstd:<level>" or "pg_dump"."""
+        level = self.zstd_level
+        return "pg_dump" if level is None else f"zstd:{level}"
+
     def dump_argv(self, snapshot: str, out_dir: str | None) -> list[str]:
         argv = [find_tool("pg_dump", self.pg_bin_dir), "--no-password", f"--format={self.format}", f"--snapshot={snapshot}"]
-        if self.compress is not None:
+        if self.zstd_level is not None:
+            argv.append("--compress=0")
+        elif self.compress is not None:
             argv.append(f"--compress={self.compress}")
         if self.format == "directory":
             argv += [f"--jobs={self.jobs}", f"--file={out_dir}"]
@@ -142,11 +187,20 @@ def run_backup(req: BackupRequest, log: logging.Logger | Any) -> dict[str, Any]:
         wal_lsn = lsn_row[0] if lsn_row else None
         log.info("backing up %s at WAL %s, snapshot %s, into %s", req.target.where, wal_lsn, snapshot, path)
         req.store.prepare_dir(path)
-        if req.format == "custom":
-            objects = [_dump_custom(req, snapshot, path, log)]
-        else:
-            objects = _dump_directory(req, snapshot, path, log)
-        stats = table_stats(conn) if req.drill_stats else []
+        method = checksum_method_for(version_num) if req.drill_stats else None
+        # statistics run in this snapshot on this connection WHILE pg_dump reads: a concurrent
+        # sequential scan of a big table joins pg_dump's (synchronize_seqscans), no second read
+        stats_job = SnapshotStats(conn, method) if method else None
+        try:
+            if req.format == "custom":
+                objects = [_dump_custom(req, snapshot, path, log)]
+            else:
+                objects = _dump_directory(req, snapshot, path, log)
+        except BaseException:
+            if stats_job:
+                stats_job.cancel()
+            raise
+        stats = stats_job.result() if stats_job else []
         conn.execute("COMMIT")
     finally:
         conn.close()
@@ -158,7 +212,8 @@ def run_backup(req: BackupRequest, log: logging.Logger | Any) -> dict[str, Any]:
         "database_slug": slug(req.database),
         "run_key": run_key_safe(req.run_key),
         "format": req.format,
-        "compress": req.compress,
+        "compress": "0" if req.zstd_level is not None else req.compress,
+        "compression": req.compression_label,
         "jobs": req.jobs,
         "source": req.target.public(),
         "server_version": version,
@@ -174,7 +229,7 @@ def run_backup(req: BackupRequest, log: logging.Logger | Any) -> dict[str, Any]:
         "duration_seconds": round((finished - started).total_seconds(), 3),
         "objects": objects,
         "total_bytes": sum(o["size"] for o in objects),
-        "checksum_method": CHECKSUM_METHOD if req.drill_stats else None,
+        "checksum_method": method,
         "tables": stats,
     }
     req.store.write_json(path / MANIFEST, manifest)  # LAST: only now is the backup complete
@@ -206,19 +261,42 @@ def _pg_dump(req: BackupRequest, argv: list[str]) -> Iterator[tuple[subprocess.P
             proc.wait()
 
 
+def _compressor(level: int | None) -> Any:
+    if level is None:
+        return None
+    import zstandard
+
+    # a content checksum per frame: verify and restore prove the dump decodes to what was written
+    # threads=1: zstd compresses in its own thread, so the reader goes back to draining pg_dump's
+    # pipe at once instead of stalling it for each chunk (measured: closer to the raw read)
+    return zstandard.ZstdCompressor(level=level, threads=1, write_checksum=True).compressobj()
+
+
 def _dump_custom(req: BackupRequest, snapshot: str, path: ObjectStoragePath, log: Any) -> dict[str, Any]:
-    target = path / CUSTOM_OBJECT
+    key = CUSTOM_OBJECT if req.zstd_level is None else ZSTD_OBJECT
+    target = path / key
+    raw_size = 0
     with _pg_dump(req, req.dump_argv(snapshot, None)) as (proc, stderr):
         assert proc.stdout is not None
         chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=max(1, req.queue_chunks))
         stdout = proc.stdout
+        encoder = _compressor(req.zstd_level)
 
         def pump() -> None:
+            # compressing here, not in the writer: zstd runs without the GIL while the writer hashes/uploads
+            nonlocal raw_size
             try:
                 while True:
                     data = stdout.read(req.chunk_size)
-                    chunks.put(data)
+                    raw_size += len(data)
+                    if encoder is not None:
+                        out = encoder.compress(data) if data else encoder.flush()
+                        if out:
+                            chunks.put(out)
+                    elif data:
+                        chunks.put(data)
                     if not data:
+                        chunks.put(b"")  # end of stream
                         return
             except BaseException as exc:  # hand the failure to the writer
                 chunks.put(exc)
@@ -251,8 +329,12 @@ def _dump_custom(req: BackupRequest, snapshot: str, path: ObjectStoragePath, log
                 f"pg_dump of {req.target.where} exited with {code}; no manifest written, the backup is "
                 f"incomplete. pg_dump said:\n{_stderr_tail(stderr, req.target)}"
             )
-    log.info("streamed %s: %d bytes, sha256 %s", target, size, sha)
-    return {"key": CUSTOM_OBJECT, "size": size, "sha256": sha}
+    if req.zstd_level is None:
+        log.info("streamed %s: %d bytes, sha256 %s", target, size, sha)
+        return {"key": key, "size": size, "sha256": sha}
+    log.info("streamed %s: pg_dump wrote %d bytes, zstd:%d stored %d (%.1f%%), sha256 %s", target, raw_size,
+             req.zstd_level, size, 100 * size / max(raw_size, 1), sha)
+    return {"key": key, "size": size, "sha256": sha, "uncompressed_size": raw_size}
 
 
 def _open_files(pid: int) -> set[str]:
@@ -267,6 +349,18 @@ def _open_files(pid: int) -> set[str]:
     except psutil.Error:
         pass
     return names
+
+
+def _file_chunks(source: Path, req: BackupRequest) -> Iterator[bytes]:
+    """A spooled file in chunks, zstd-compressed when the backup is (pg_dump wrote it with -Z0)."""
+    encoder = _compressor(req.zstd_level)
+    with source.open("rb") as handle:
+        while data := handle.read(req.chunk_size):
+            out = data if encoder is None else encoder.compress(data)
+            if out:
+                yield out
+    if encoder is not None:
+        yield encoder.flush()
 
 
 def _dump_directory(req: BackupRequest, snapshot: str, path: ObjectStoragePath, log: Any) -> list[dict[str, Any]]:
@@ -285,16 +379,15 @@ def _dump_directory(req: BackupRequest, snapshot: str, path: ObjectStoragePath, 
                     continue
                 key = f"{DIRECTORY_PREFIX}/{local.name}"
 
-                def chunks(source: Path = local) -> Iterator[bytes]:
-                    with source.open("rb") as handle:
-                        while data := handle.read(req.chunk_size):
-                            yield data
-
+                raw = local.stat().st_size
+                if req.zstd_level is not None:
+                    key += ".zst"
                 try:
-                    size, sha = req.store.write_chunks(path / key, chunks(), req.upload_block_size)
+                    size, sha = req.store.write_chunks(path / key, _file_chunks(local, req), req.upload_block_size)
                 except Exception as exc:
                     raise req.store.error(exc, f"writing {key}") from None
-                objects.append({"key": key, "size": size, "sha256": sha})
+                entry: dict[str, Any] = {"key": key, "size": size, "sha256": sha}
+                objects.append(entry if req.zstd_level is None else {**entry, "uncompressed_size": raw})
                 uploaded.add(local.name)
                 local.unlink()
 

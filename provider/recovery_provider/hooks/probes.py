@@ -167,3 +167,38 @@ def http_health(
     if contains is not None and contains not in response.text:
         return {"ok": False, "message": f"{method} {url} body does not contain {contains!r}", **facts}
     return {"ok": True, "message": f"{method} {url} returned {response.status_code}", **facts}
+
+
+def pgbackrest_archive_freshness(
+    stanza: str,
+    repository: str,
+    max_age_seconds: float,
+    verify_tls: bool | None = None,
+    pgbackrest_bin: str | None = None,
+    run_as: str | None = None,
+) -> Result:
+    """The RPO under continuous archiving: the newest WAL segment in the repository is recent enough.
+
+    Reads the repository itself (``info``, then ``repo-ls`` for the segment's stored time), so it proves
+    that WAL really arrived, not only that the server tried to push it.
+    """
+    from recovery_provider.hooks.pgbackrest import PgBackRestError, PgBackRestHook, Repository
+
+    try:
+        hook = PgBackRestHook(stanza=stanza, repo=Repository.parse(repository, verify_tls=verify_tls),
+                              run_as=run_as, binary=pgbackrest_bin)
+        newest = hook.newest_archived()
+    except PgBackRestError as exc:
+        return {"ok": False, "message": f"cannot read the WAL archive of stanza '{stanza}': {exc}"}
+    if newest is None:
+        return {"ok": False, "message": f"no WAL archived yet for stanza '{stanza}' at {repository}"}
+    if newest["archived_at_epoch"] is None:
+        return {"ok": False, "message": f"newest WAL {newest['segment']} listed but its time is unknown", **newest}
+    archived_at = dt.datetime.fromtimestamp(newest["archived_at_epoch"], dt.timezone.utc)
+    age = (dt.datetime.now(dt.timezone.utc) - archived_at).total_seconds()
+    facts = {**newest, "archived_at": archived_at.isoformat(), "age_seconds": round(age, 1)}
+    if age > max_age_seconds:
+        return {"ok": False, "message": f"newest archived WAL {newest['segment']} of stanza '{stanza}' is {age:.0f}s old, "
+                f"RPO is {max_age_seconds:.0f}s: check archive_command and pg_stat_archiver", **facts}
+    return {"ok": True, "message": f"newest archived WAL {newest['segment']} is {age:.0f}s old (RPO {max_age_seconds:.0f}s)",
+            **facts}

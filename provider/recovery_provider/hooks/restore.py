@@ -10,7 +10,11 @@ Order, and why:
 4. CREATE DATABASE ... TEMPLATE template0 (with the source's encoding and locale), marked
    "in progress" in its comment, so an interrupted restore is recognisable and redone on re-run;
 5. pg_restore --exit-on-error (``-j`` from a local copy when asked; custom format streams into
-   pg_restore's stdin otherwise, hashing again on the way), ANALYZE, mark "complete".
+   pg_restore's stdin otherwise, hashing again on the way and, for zstd backups, decompressing
+   on the fly: no uncompressed copy touches the disk), ANALYZE, mark "complete".
+
+Backups from before zstd (``dump.pgcustom``, pg_dump's own gzip, no ``compression`` in the
+manifest) restore exactly as they always did.
 """
 
 from __future__ import annotations
@@ -25,9 +29,17 @@ from pathlib import Path
 from typing import Any
 
 from recovery_provider.exceptions import RecoveryError
-from recovery_provider.hooks.dump import CUSTOM_OBJECT
+from recovery_provider.hooks.dump import CUSTOM_OBJECT, ZSTD_OBJECT
 from recovery_provider.hooks.pg import PgTarget, PgToolError, conninfo_dbname, find_tool
-from recovery_provider.hooks.store import BackupCorrupt, BackupIncomplete, BackupStore, manifest_digest, slug
+from recovery_provider.hooks.store import (
+    BackupCorrupt,
+    BackupIncomplete,
+    BackupStore,
+    decompressed,
+    manifest_digest,
+    prefetched,
+    slug,
+)
 
 MARK_PREFIX = "recovery_provider restore"
 
@@ -40,7 +52,7 @@ class RestoreRequest:
     target_database: str
     run_key: str | None = None  # None: the newest (verified) backup
     require_verified: bool = False
-    jobs: int = 1
+    jobs: int | None = None  # None: the backup's own jobs for directory format (staged anyway), else 1
     no_owner: bool = False
     no_privileges: bool = False
     pg_bin_dir: str | None = None
@@ -135,6 +147,9 @@ def run_restore(req: RestoreRequest, log: logging.Logger | Any) -> dict[str, Any
         if action == "done":
             log.info("database '%s' is already a complete restore of %s: nothing to do", req.target_database, summary["backup"])
             return {**summary, "action": "already restored"}
+        if req.jobs is None:
+            req = dataclasses.replace(req, jobs=default_jobs(manifest))
+        assert req.jobs is not None
         staged = req.jobs > 1 or manifest["format"] == "directory"
         with tempfile.TemporaryDirectory(prefix="recovery-restore-") as spool:
             if staged:
@@ -157,6 +172,13 @@ def run_restore(req: RestoreRequest, log: logging.Logger | Any) -> dict[str, Any
     return {**summary, "action": "recreated" if action == "recreate" else "created"}
 
 
+def default_jobs(manifest: dict[str, Any]) -> int:
+    """A directory-format backup is staged whatever the jobs, so restoring it in parallel costs no
+    extra copy; a custom one streams with one job (``pg_restore -j`` on a custom archive written
+    to a pipe finds no data offsets and gains little: benchmarks/backup/RESULTS.md)."""
+    return max(1, int(manifest.get("jobs") or 1)) if manifest["format"] == "directory" else 1
+
+
 def _corrupt_message(path: Any, problems: list[str]) -> str:
     return (
         f"backup at {path} does not match its manifest, nothing was created: {'; '.join(problems)}. "
@@ -164,31 +186,65 @@ def _corrupt_message(path: Any, problems: list[str]) -> str:
     )
 
 
-def _stage(req: RestoreRequest, path: Any, manifest: dict[str, Any], spool: Path) -> Path:
-    """Download every object once, hashing on the way; refuse on any mismatch before touching the target."""
-    import hashlib
+def _custom_entry(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The custom-format object: zstd-compressed (new) or pg_dump-compressed (before zstd)."""
+    for entry in manifest["objects"]:
+        if entry["key"] in (ZSTD_OBJECT, CUSTOM_OBJECT):
+            return dict(entry)
+    raise BackupCorrupt(f"the manifest lists no {ZSTD_OBJECT} or {CUSTOM_OBJECT}: {[o['key'] for o in manifest['objects']]}")
 
+
+def _stage(req: RestoreRequest, path: Any, manifest: dict[str, Any], spool: Path) -> Path:
+    """Download every object once, hashing on the way; refuse on any mismatch before touching the target.
+
+    A zstd object is staged decompressed (pg_restore -j needs a seekable file): ``jobs > 1`` asks
+    for that local copy; ``jobs: 1`` streams instead.
+    """
     problems = []
     for entry in manifest["objects"]:
-        local = spool / entry["key"]
+        zstd = entry["key"].endswith(".zst")
+        local = spool / (entry["key"].removesuffix(".zst") if zstd else entry["key"])
         local.parent.mkdir(parents=True, exist_ok=True)
-        digest, size = hashlib.sha256(), 0
         try:
-            with local.open("wb") as out:
-                for chunk in req.store.read_chunks(path / entry["key"]):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    out.write(chunk)
+            problem = _stage_one(req, path / entry["key"], local, entry, zstd=zstd)
         except FileNotFoundError:
             problems.append(f"{entry['key']}: missing")
             continue
         except Exception as exc:
             raise req.store.error(exc, f"reading {entry['key']}") from None
-        if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
-            problems.append(f"{entry['key']}: size or SHA-256 differs from the manifest")
+        if problem:
+            problems.append(problem)
     if problems:
         raise BackupCorrupt(_corrupt_message(path, problems))
     return spool / (CUSTOM_OBJECT if manifest["format"] == "custom" else "dump.dir")
+
+
+def _stage_one(req: RestoreRequest, source: Any, local: Path, entry: dict[str, Any], *, zstd: bool) -> str | None:
+    """Copy one object to ``local`` (decompressing zstd); a problem to report, or None."""
+    import hashlib
+
+    digest, size = hashlib.sha256(), 0
+
+    def hashed() -> Any:
+        nonlocal size
+        for chunk in req.store.read_chunks(source):
+            digest.update(chunk)
+            size += len(chunk)
+            yield chunk
+
+    decode_error = None
+    read = hashed()
+    with local.open("wb") as out:
+        try:
+            for chunk in decompressed(read, entry["key"]) if zstd else read:
+                out.write(chunk)
+        except BackupCorrupt as exc:
+            decode_error = str(exc)
+            for _ in read:  # hash the rest: a SHA-256 mismatch is the clearer report
+                pass
+    if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
+        return f"{entry['key']}: size or SHA-256 differs from the manifest"
+    return decode_error
 
 
 def _comment(admin: Any, database: str, text: str) -> None:
@@ -220,7 +276,7 @@ def _pg_restore(req: RestoreRequest, path: Any, manifest: dict[str, Any], local:
         argv.append("--no-owner")
     if req.no_privileges:
         argv.append("--no-privileges")
-    if local is not None and req.jobs > 1:
+    if local is not None and req.jobs and req.jobs > 1:
         argv.append(f"--jobs={req.jobs}")
     if local is not None:
         argv.append(str(local))
@@ -231,15 +287,25 @@ def _pg_restore(req: RestoreRequest, path: Any, manifest: dict[str, Any], local:
         try:
             if local is None:
                 assert proc.stdin is not None
-                entry = next(o for o in manifest["objects"] if o["key"] == CUSTOM_OBJECT)
+                entry = _custom_entry(manifest)
                 digest = hashlib.sha256()
-                with contextlib.suppress(BrokenPipeError):
-                    for chunk in req.store.read_chunks(path / CUSTOM_OBJECT):
+
+                def hashed() -> Any:
+                    # read ahead in a thread: the download overlaps decompressing and pg_restore
+                    for chunk in prefetched(req.store.read_chunks(path / entry["key"])):
                         digest.update(chunk)
-                        proc.stdin.write(chunk)
+                        yield chunk
+
+                stream = decompressed(hashed(), entry["key"]) if entry["key"] == ZSTD_OBJECT else hashed()
+                try:
+                    with contextlib.suppress(BrokenPipeError):
+                        for chunk in stream:
+                            proc.stdin.write(chunk)
+                except BackupCorrupt as exc:
+                    mismatch = f"the object changed while it was being restored: {exc}"
                 with contextlib.suppress(BrokenPipeError):
                     proc.stdin.close()
-                if digest.hexdigest() != entry["sha256"]:
+                if digest.hexdigest() != entry["sha256"] and mismatch is None:
                     mismatch = "the object changed while it was being restored (SHA-256 differs from the manifest)"
             code = proc.wait()
         finally:

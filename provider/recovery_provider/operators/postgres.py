@@ -48,10 +48,16 @@ class PostgresBackupOperator(_PostgresOperator):
     (``20240101T020000Z``) or, for runs without one, the run id. A complete backup already at that
     key is reused, never overwritten; leftovers of an interrupted one (no manifest) are replaced.
     Returns the manifest without the per-table list (XCom stays small). Alias ``postgres.backup``.
+
+    ``compression``: ``zstd`` (level 1) or ``zstd:<level>`` runs pg_dump with ``--compress=0`` and
+    compresses in the worker (custom format: the stream; directory format: each file on upload);
+    ``pg_dump`` keeps pg_dump's own gzip (level from ``compress``). Default: zstd, unless
+    ``compress`` is given (what it meant before zstd).
     """
 
     template_fields: Sequence[str] = (
-        "conn_id", "database", "location", "run_key", "format", "jobs", "compress", "drill_stats", "pg_dump_args",
+        "conn_id", "database", "location", "run_key", "format", "jobs", "compress", "compression", "drill_stats",
+        "pg_dump_args",
     )
 
     def __init__(
@@ -64,6 +70,7 @@ class PostgresBackupOperator(_PostgresOperator):
         format: str = "custom",
         jobs: int = 1,
         compress: str | int | None = None,
+        compression: str | None = None,
         drill_stats: bool = True,
         pg_dump_args: Sequence[str] = (),
         upload_block_size: int = 16 * 1024 * 1024,
@@ -76,21 +83,30 @@ class PostgresBackupOperator(_PostgresOperator):
         self.format = format
         self.jobs = jobs
         self.compress = compress
+        self.compression = compression
         self.drill_stats = drill_stats
         self.pg_dump_args = list(pg_dump_args)
         self.upload_block_size = upload_block_size
 
     def request(self, context: Any) -> Any:
+        """The backup request; bad arguments fail the task at once (no retry can fix them)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
         from recovery_provider.hooks.dump import BackupRequest
         from recovery_provider.hooks.store import BackupStore
 
-        return BackupRequest(
+        compress = None if self.compress in (None, "") else str(self.compress)
+        compression = str(self.compression or "").strip()
+        if not compression:  # before zstd, compress meant pg_dump's gzip: keep that meaning
+            compression = "zstd" if compress is None else "pg_dump"
+        req = BackupRequest(
             target=self.target(self.database or None),
             store=BackupStore(self.location),
             run_key=self.run_key or run_key_from_context(context),
             format=self.format,
             jobs=int(self.jobs),
-            compress=None if self.compress in (None, "") else str(self.compress),
+            compress=compress,
+            compression=compression,
             drill_stats=bool(self.drill_stats),
             upload_block_size=self.upload_block_size,
             pg_bin_dir=self.pg_bin_dir,
@@ -98,15 +114,20 @@ class PostgresBackupOperator(_PostgresOperator):
             connect_retry_delay=self.retry_delay_seconds,
             extra_args=[str(a) for a in self.pg_dump_args],
         )
+        try:
+            req.validate()
+        except RecoveryError as exc:
+            raise AirflowFailException(f"postgres.backup task '{self.task_id}': {exc}") from None
+        return req
 
     def describe_dry_run(self, context: Any) -> str:
         req = self.request(context)
-        req.validate()
         path = req.store.backup_path(req.database, req.run_key)
         found = req.store.manifest(req.database, req.run_key)
         if found is not None:
             return f"reuse the complete backup already at {path} (finished {found['finished_at']})"
-        return f"pg_dump --format={req.format} {req.target.where} into {path} and write its manifest last"
+        return (f"pg_dump --format={req.format} {req.target.where} into {path} ({req.compression_label} "
+                "compression) and write its manifest last")
 
     def run(self, context: Any) -> Any:
         from recovery_provider.hooks.dump import run_backup
@@ -159,7 +180,7 @@ class PostgresRestoreOperator(_FromBackup):
         "no_owner", "no_privileges",
     )
 
-    def __init__(self, *, jobs: int = 1, no_owner: bool = False, no_privileges: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *, jobs: int | str | None = None, no_owner: bool = False, no_privileges: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.jobs = jobs
         self.no_owner = no_owner
@@ -175,7 +196,7 @@ class PostgresRestoreOperator(_FromBackup):
             target_database=self.target_name(),
             run_key=self.run_key or None,
             require_verified=bool(self.require_verified),
-            jobs=int(self.jobs),
+            jobs=None if self.jobs in (None, "") else int(self.jobs),
             no_owner=bool(self.no_owner),
             no_privileges=bool(self.no_privileges),
             pg_bin_dir=self.pg_bin_dir,
@@ -184,7 +205,7 @@ class PostgresRestoreOperator(_FromBackup):
         )
 
     def describe_dry_run(self, context: Any) -> str:
-        from recovery_provider.hooks.restore import choose_backup, plan_restore
+        from recovery_provider.hooks.restore import choose_backup, default_jobs, plan_restore
 
         req = self.request()
         chosen = choose_backup(req)
@@ -194,7 +215,8 @@ class PostgresRestoreOperator(_FromBackup):
             return f"nothing: '{req.target_database}' is already a complete restore of {chosen.run_key}"
         return (f"verify backup {slug(req.database)}/{chosen.run_key} ({chosen.manifest['total_bytes']} bytes) "
                 f"and {'re-create' if action == 'recreate' else 'create'} database '{req.target_database}' "
-                f"on {req.server.where} from it (pg_restore --exit-on-error, jobs={req.jobs}), then ANALYZE")
+                f"on {req.server.where} from it (pg_restore --exit-on-error, jobs="
+                f"{req.jobs or default_jobs(chosen.manifest)}), then ANALYZE")
 
     def run(self, context: Any) -> Any:
         from recovery_provider.hooks.restore import run_restore
@@ -280,7 +302,7 @@ class PostgresDrillVerifyOperator(_PostgresOperator):
         target = self.target(self.checked())
         with target.connect(attempts=self.connect_attempts, retry_delay=self.retry_delay_seconds) as conn:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            actual = table_stats(conn)
+            actual = table_stats(conn, manifest["checksum_method"])
             conn.execute("COMMIT")
         problems = compare_stats(manifest["tables"], actual)
         if problems:

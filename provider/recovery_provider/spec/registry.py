@@ -35,6 +35,15 @@ ALIASES: dict[str, str] = {
     "backup.retention": f"{_OPS}.backup:RetentionOperator",
     "backup.freshness": f"{_SENSORS}.backup:BackupFreshnessSensor",
     "http.health": f"{_OPS}.http:HttpHealthCheckOperator",
+    # point-in-time recovery with pgBackRest (physical backups, WAL archive)
+    "pgbackrest.stanza_create": f"{_OPS}.pgbackrest:PgBackRestStanzaCreateOperator",
+    "pgbackrest.check": f"{_OPS}.pgbackrest:PgBackRestCheckOperator",
+    "pgbackrest.backup": f"{_OPS}.pgbackrest:PgBackRestBackupOperator",
+    "pgbackrest.info": f"{_OPS}.pgbackrest:PgBackRestInfoOperator",
+    "pgbackrest.verify": f"{_OPS}.pgbackrest:PgBackRestVerifyOperator",
+    "pgbackrest.restore": f"{_OPS}.pgbackrest:PgBackRestRestoreOperator",
+    "pgbackrest.drop_scratch": f"{_OPS}.pgbackrest:PgBackRestDropScratchOperator",
+    "pgbackrest.archive_freshness": f"{_SENSORS}.pgbackrest:PgBackRestArchiveFreshnessSensor",
     # "recovery.report" arrives with the run ledger and report (the evidence issue)
 }
 
