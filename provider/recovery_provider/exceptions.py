@@ -96,3 +96,19 @@ class AirflowApiError(RecoveryError):
 
 class LedgerError(RecoveryError):
     """The ledger cannot be read or written (location unreachable, record unreadable)."""
+
+
+class PgBackRestError(RecoveryError):
+    """A pgBackRest command failed; ``fatal`` when retrying cannot help (hooks/pgbackrest.py FATAL_CODES)."""
+
+    def __init__(self, message: str, *, code: int | None = None, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.fatal = fatal
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_pgbackrest_error, (str(self), self.code, self.fatal))
+
+
+def _pgbackrest_error(message: str, code: int | None, fatal: bool) -> PgBackRestError:
+    return PgBackRestError(message, code=code, fatal=fatal)

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from recovery_provider.hooks.pgbackrest import PgBackRestError, PgBackRestHook, PgCluster, Repository, Result
+from recovery_provider.exceptions import PgBackRestError
+from recovery_provider.hooks.pgbackrest import PgBackRestHook, PgCluster, Repository, Result
 from recovery_provider.hooks.pgbackrest_report import parse_verify
 from recovery_provider.hooks.pgbackrest_restore import PitrRequest, parse_target_time
 

@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from recovery_provider.exceptions import RecoveryError
+from recovery_provider.exceptions import PgBackRestError, RecoveryError
 
 # pgBackRest error codes (src/build/error/error.yaml, 2.45) that no retry can fix. Not here, so
 # retried: connections (49, 56), locks (50), archive timeouts (82), I/O and 5xx service errors (101).
@@ -51,15 +51,6 @@ _OPTION_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 _SECRET_OPTIONS = re.compile(r"(key|secret|pass|token)", re.I)
 COMPRESS_TYPES = ("none", "gz", "lz4", "zst", "bz2")
 BACKUP_TYPES = ("full", "diff", "incr")
-
-
-class PgBackRestError(RecoveryError):
-    """A pgBackRest command failed; ``fatal`` when retrying cannot help (see FATAL_CODES)."""
-
-    def __init__(self, message: str, *, code: int | None = None, fatal: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.fatal = fatal
 
 
 def argument_error(message: str) -> PgBackRestError:

@@ -31,7 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recovery_provider.hooks.pgbackrest import PgBackRestError, PgBackRestHook, argument_error
+from recovery_provider.exceptions import PgBackRestError
+from recovery_provider.hooks.pgbackrest import PgBackRestHook, argument_error
 
 TARGET_TYPES = ("time", "lsn", "latest", "immediate")
 _LSN = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")

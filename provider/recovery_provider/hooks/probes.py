@@ -182,7 +182,8 @@ def pgbackrest_archive_freshness(
     Reads the repository itself (``info``, then ``repo-ls`` for the segment's stored time), so it proves
     that WAL really arrived, not only that the server tried to push it.
     """
-    from recovery_provider.hooks.pgbackrest import PgBackRestError, PgBackRestHook, Repository
+    from recovery_provider.exceptions import PgBackRestError
+    from recovery_provider.hooks.pgbackrest import PgBackRestHook, Repository
 
     try:
         hook = PgBackRestHook(stanza=stanza, repo=Repository.parse(repository, verify_tls=verify_tls),

@@ -18,7 +18,7 @@ def fail_fast(exc: Exception) -> Exception:
     """AirflowFailException (no retries) for fatal pgBackRest errors; the error itself otherwise."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from recovery_provider.hooks.pgbackrest import PgBackRestError
+    from recovery_provider.exceptions import PgBackRestError
 
     if isinstance(exc, PgBackRestError) and exc.fatal:
         return AirflowFailException(str(exc))
@@ -239,7 +239,7 @@ class PgBackRestVerifyOperator(_PgBackRestOperator):
         return "verify --verbose"
 
     def run(self, context: Any) -> Any:
-        from recovery_provider.hooks.pgbackrest import PgBackRestError
+        from recovery_provider.exceptions import PgBackRestError
         from recovery_provider.hooks.pgbackrest_report import parse_verify
 
         result = self.hook().run("verify", "--verbose", timeout=self.timeout_seconds, log=self.log, check=False)
