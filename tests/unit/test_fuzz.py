@@ -201,6 +201,11 @@ ALIAS_ARGS: dict[str, dict[str, Any]] = {
     "backup.retention": {"database": "{t}", "keep_last": 3},
     "backup.freshness": {"database": "{t}", "max_age": "1d"},
     "http.health": {"url": "https://{t}.internal/health"},
+    **{f"pgbackrest.{name}": {"stanza": "{t}", "repository": "file:///var/lib/pgbackrest"}
+       for name in ("stanza_create", "check", "backup", "info", "verify")},
+    "pgbackrest.restore": {"stanza": "{t}", "repository": "file:///var/lib/pgbackrest", "data_dir": "/scratch/{t}"},
+    "pgbackrest.drop_scratch": {"stanza": "{t}", "repository": "file:///var/lib/pgbackrest", "data_dir": "/scratch/{t}"},
+    "pgbackrest.archive_freshness": {"stanza": "{t}", "repository": "file:///var/lib/pgbackrest", "max_age": "5m"},
 }
 
 
