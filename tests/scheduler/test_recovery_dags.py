@@ -86,6 +86,12 @@ def states(tis: dict[tuple[str, int], TaskInstance]) -> dict[str, str | None]:
     return {f"{k[0]}[{k[1]}]" if k[1] >= 0 else k[0]: t.state for k, t in tis.items()}
 
 
+def explain(cluster: AirflowCluster, dag_id: str, tis: dict[tuple[str, int], TaskInstance]) -> str:
+    """Every task instance of the run and the log tail of each that did not succeed."""
+    run_id = next(iter(tis.values())).raw["dag_run_id"]
+    return cluster.describe_run(dag_id, run_id)
+
+
 def test_broken_specs_hide_no_dag_are_shown_with_their_place_and_come_back_when_fixed(
     cluster: AirflowCluster, broken: Path
 ) -> None:
@@ -348,8 +354,7 @@ def wave_windows(tis: dict[tuple[str, int], TaskInstance], wave: int) -> tuple[d
 
 def test_waves_never_overlap_and_pause_between(cluster: AirflowCluster) -> None:
     state, tis = run(cluster, "sched_waves")
-    got = states(tis)
-    assert state == "success", got
+    assert state == "success", explain(cluster, "sched_waves", tis)
     assert [len([k for k in tis if k[0] == f"restart.wave{w}.bounce"]) for w in (1, 2, 3)] == [3, 3, 1]
     for wave in (1, 2):
         _, end = wave_windows(tis, wave)
