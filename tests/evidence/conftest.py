@@ -42,7 +42,7 @@ class EvidenceRuns:
     check_runs: list[str]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ledger_s3() -> Iterator[tuple[str, str]]:
     """An S3 endpoint over HTTP on loopback (moto's server) holding the run ledger, as MinIO does in
     docker-compose: the scheduler writes there and the api-server reads, each with the connection."""
@@ -52,7 +52,9 @@ def ledger_s3() -> Iterator[tuple[str, str]]:
         yield endpoint, conn
 
 
-@pytest.fixture(scope="session")
+# Package scope: stopped when tests/evidence ends, so its Airflow never runs beside the scheduler
+# tier's (two deployments on two cores made scheduler tests time out in CI).
+@pytest.fixture(scope="package")
 def evidence_cluster(tmp_path_factory: pytest.TempPathFactory, ledger_s3: tuple[str, str]) -> Iterator[AirflowCluster]:
     dags = tmp_path_factory.mktemp("evidence-dags")
     (dags / "recovery_specs.py").write_text(LOADER.format(folder=str(SPECS)))
@@ -66,7 +68,7 @@ def evidence_cluster(tmp_path_factory: pytest.TempPathFactory, ledger_s3: tuple[
         yield cluster
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def evidence_runs(evidence_cluster: AirflowCluster, ledger_s3: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> EvidenceRuns:
     """One drill approved by admin, one stopped by hand, two freshness checks: all ended and recorded."""
     cluster = evidence_cluster
