@@ -24,7 +24,10 @@ from recovery_provider.operators.pgbackrest import (
     PgBackRestDropScratchOperator,
     PgBackRestRestoreOperator,
 )
-from recovery_provider.operators.pgbackrest_drill import PgBackRestDrillMarkersOperator, PgBackRestDrillVerifyOperator
+from recovery_provider.operators.pgbackrest_drill import (
+    PgBackRestDrillMarkersOperator,
+    PgBackRestDrillVerifyOperator,
+)
 
 pytestmark = pytest.mark.services
 CONN = "pitr_source"
