@@ -73,7 +73,9 @@ def write_markers(target: Any, spec: Markers, log: Any) -> dict[str, Any]:
         conn.execute(sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} (tag text NOT NULL, seq int NOT NULL, side text NOT NULL,"
             " written_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (tag, seq))").format(table))
-        conn.execute(sql.SQL("DELETE FROM {} WHERE tag = %s").format(table), [spec.tag])  # an earlier try's
+        # an earlier try's rows of this tag, and old drills' rows (the table stays small)
+        conn.execute(sql.SQL("DELETE FROM {} WHERE tag = %s OR written_at < now() - interval '30 days'").format(table),
+                     [spec.tag])
 
         def write(side: str, first: int, count: int) -> list[dt.datetime]:
             bounds = []

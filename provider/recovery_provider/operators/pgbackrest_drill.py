@@ -52,7 +52,8 @@ class PgBackRestDrillMarkersOperator(_DrillOperator):
 
     Each row is its own transaction; ``gap`` (1s) separates T from the rows on either side. Rows go
     into ``table`` (``recovery_pitr_markers``, created if absent) of ``database`` (the connection's
-    schema), tagged with ``tag`` (the run id); an earlier try's rows of the tag are replaced. XCom:
+    schema), tagged with ``tag`` (the run id); an earlier try's rows of the tag are replaced, rows
+    older than 30 days removed. XCom:
     ``target_time`` (ISO 8601 with zone, the server's clock), ``tag``, ``rows_before``,
     ``rows_after``, ``last_before_committed_by``, ``first_after_committed_by``. Follow it with
     ``pgbackrest.check`` so the markers' WAL reaches the repository. Alias ``pgbackrest.drill_markers``.
@@ -93,7 +94,8 @@ class PgBackRestDrillMarkersOperator(_DrillOperator):
     def run(self, context: Any) -> Any:
         from recovery_provider.hooks.pitr_drill import write_markers
 
-        return write_markers(self.source(), self.markers(context), self.log)
+        spec = self.markers(context)  # the arguments first: a bad one fails before any connection
+        return write_markers(self.source(), spec, self.log)
 
 
 class PgBackRestDrillVerifyOperator(_DrillOperator):
