@@ -53,6 +53,7 @@ MODULES: dict[str, dict[str, list[str]]] = {
             "recovery_provider.hooks.pgbackrest",
             "recovery_provider.hooks.pgbackrest_report",
             "recovery_provider.hooks.pgbackrest_restore",
+            "recovery_provider.hooks.pitr_drill",
         ],
     },
     "operators": {
@@ -68,6 +69,7 @@ MODULES: dict[str, dict[str, list[str]]] = {
         ],
         "pgBackRest": [
             "recovery_provider.operators.pgbackrest",
+            "recovery_provider.operators.pgbackrest_drill",
         ],
     },
     "sensors": {

@@ -24,7 +24,8 @@ def status() -> int:
         print(f"postgres {c['name']}: 127.0.0.1:{c['port']} ({c['role']})")
     for r in state.get("results") or []:
         took = fmt_duration(r["duration_s"]) if r.get("duration_s") is not None else "?"
-        print(f"{r['dag_id']}: {r['state']} in {took} (run {r['run_id']})")
+        rpo = f", achieved RPO {r['achieved_rpo_s']:.1f}s" if r.get("achieved_rpo_s") is not None else ""
+        print(f"{r['dag_id']}: {r['state']} in {took}{rpo} (run {r['run_id']})")
     return 0 if alive else 1
 
 

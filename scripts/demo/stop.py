@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from scripts.demo import pitr
 from scripts.demo.common import read_state, same_process, state_path, update_state
 
 MARKER_ENV = "AIRFLOW_HARNESS_ID"  # tests/support/airflow_cluster.py sets it on every component
@@ -43,6 +44,8 @@ def demo_processes(state: dict[str, Any]) -> list[psutil.Process]:
     groups = {g for g in (sup_tag.get("pgid"), (state.get("airflow") or {}).get("pgid")) if g}
     marker = (state.get("airflow") or {}).get("harness_id")
     data_dirs = [str(b / "data") for b in _cluster_bases(state)]
+    scratch = (state.get("pgbackrest") or {}).get("scratch_dir")  # the PITR drill's restored copy
+    data_dirs += [str(scratch)] if scratch else []
     found: dict[int, psutil.Process] = {}
     for tag in [sup_tag, *[c.get("postmaster") for c in state.get("postgres") or []]]:
         proc = same_process(tag)
@@ -124,6 +127,7 @@ def stop_demo(*, quiet: bool = False) -> int:
                 break
     for base in _cluster_bases(state):
         shutil.rmtree(base, ignore_errors=True)
+    pitr.remove(state.get("pgbackrest"))
     leftovers = [p for p in [*left.values(), *demo_processes(state)] if _alive(p)]
     if leftovers:
         update_state(stop_leftovers=_describe(leftovers))

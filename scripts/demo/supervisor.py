@@ -18,6 +18,7 @@ import traceback
 from typing import Any
 
 import psutil
+from scripts.demo import pitr
 from scripts.demo.common import ROOT, dags_folder, demo_dir, proc_tag, update_state
 from scripts.demo.stub import StubServer
 from tests.support.airflow_cluster import AirflowCluster, AirflowHarnessError
@@ -71,6 +72,7 @@ class Supervisor:
         self.airflow: AirflowCluster | None = None
         self.stopping = threading.Event()
         self.started = False
+        self.pitr: pitr.PitrSetup | None = None
 
     def _track(self, pg: PostgresCluster, role: str) -> None:
         # Recorded at once, so a `stop` during start-up finds every cluster started so far.
@@ -80,9 +82,13 @@ class Supervisor:
 
     def start(self) -> None:
         t0 = time.monotonic()
-        primary = PostgresCluster("demo-primary")
+        self.pitr = pitr.prepare(self.dir)
+        update_state(pgbackrest=self.pitr.record())
+        primary = PostgresCluster("demo-primary", settings=pitr.archive_settings(self.pitr))
         primary.start()
-        self._track(primary, "primary: orders and billing with sample data")
+        self._track(primary, "primary: orders and billing with sample data, WAL archived by pgBackRest")
+        pitr.create_stanza(self.pitr, primary)
+        log(f"pgBackRest stanza '{self.pitr.stanza}' created in {self.pitr.repository}")
         for db, statements in SAMPLE_SQL.items():
             primary.create_database(db)
             for sql in statements:
@@ -168,6 +174,11 @@ class Supervisor:
                 problems.append(str(exc))
         if self.stub is not None:
             self.stub.stop()
+        if self.pitr is not None:
+            try:
+                pitr.stop_scratch(self.pitr.record())  # a drill that could not drop its scratch cluster
+            except Exception as exc:
+                problems.append(f"pitr scratch cluster: {exc}")
         for pg in reversed(self.clusters):  # replica before its primary
             try:
                 pg.stop()

@@ -29,7 +29,7 @@ DATABASES = ["orders", "billing"]
 # prove it against the backup's checksums, approve, cut over. (replica_healthy would promote.)
 FAILURE_TYPE = "primary_lost"
 APPROVAL_TASK = "approve_cutover.approve"
-PACK = ["nightly_backup", "restore_drill", "database_failover", "region_recovery"]
+PACK = ["nightly_backup", "restore_drill", "database_failover", "region_recovery", "pitr_drill"]
 FINISHED = {"success", "failed", "skipped", "upstream_failed", "removed"}
 
 
@@ -46,6 +46,7 @@ class Run:
     state: str = ""
     duration_s: float | None = None
     rto_s: float | None = None
+    achieved_rpo_s: float | None = None  # point-in-time drills: T - last restored commit
     note: str | None = None
     seen: dict[tuple[str, int], str] = field(default_factory=dict)
     parked_at: dict[str, float] = field(default_factory=dict)
@@ -103,6 +104,7 @@ def connections(state: dict[str, Any]) -> list[dict[str, Any]]:
         postgres("orders_standby", spare, "postgres", "failover restore target"),
         postgres("orders_primary", spare, "orders_restored", "orders after the failover (restore path)"),
         postgres("region_db", spare, "postgres", "region recovery restore target"),
+        postgres("pitr_source", primary, "postgres", "PITR drill: the primary, archiving WAL through pgBackRest"),
         http("orders_app", "orders application admin API"),
         http("dns_api", "DNS API"),
         http("cdn_api", "CDN API"),
@@ -223,6 +225,7 @@ def evidence(home: Path, run: Run, timeout: float = 30.0) -> Report | None:
             time.sleep(0.5)
             continue
         run.duration_s, run.rto_s = report.rto.achieved_seconds, report.rto.target_seconds
+        run.achieved_rpo_s = report.achieved_rpo.achieved_seconds if report.achieved_rpo else None
         return report
 
 
@@ -232,7 +235,14 @@ def verdict(run: Run, report: Report | None) -> str:
     took = fmt_duration(report.rto.achieved_seconds) if report.rto.achieved_seconds is not None else "?"
     rto = report.rto
     target = "no RTO" if rto.target_seconds is None else f"RTO {fmt_duration(rto.target_seconds)}: {rto.verdict}"
-    return f"{run.dag_id:<18} {run.state:<8} achieved {took:>7}  ({target})"
+    line = f"{run.dag_id:<18} {run.state:<8} achieved {took:>7}  ({target})"
+    rpo = report.achieved_rpo
+    if rpo is not None and rpo.achieved_seconds is not None:
+        objective = "no RPO" if rpo.target_seconds is None else f"RPO {fmt_duration(rpo.target_seconds)}: {rpo.verdict}"
+        line += f"  achieved RPO {rpo.achieved_seconds:.1f}s ({objective})"
+        if report.restore_seconds is not None:
+            line += f", restore {report.restore_seconds:.1f}s"
+    return line
 
 
 def up(timeout: float) -> int:
@@ -277,6 +287,9 @@ def up(timeout: float) -> int:
             for line in str(error.get("stack_trace", "")).strip().splitlines()[-12:]:
                 say(f"      {line}")
 
+        # The PITR drill needs no logical backup: it starts at once, beside the nightly backup.
+        pitr_drill = Run("pitr_drill", dict(state["pgbackrest"]["conf"]))
+        trigger(api, pitr_drill)
         backup = Run("nightly_backup", {"databases": DATABASES, "location": location})
         trigger(api, backup)
         follow(api, [backup], timeout, scheduler_log)
@@ -285,8 +298,8 @@ def up(timeout: float) -> int:
         failover = Run("database_failover", {"failure_type": FAILURE_TYPE, "location": location})
         trigger(api, drill)
         trigger(api, failover)
-        follow(api, [drill, failover], timeout, scheduler_log)
-        runs += [drill, failover]
+        follow(api, [drill, failover, pitr_drill], timeout, scheduler_log)
+        runs += [drill, failover, pitr_drill]
     except (AirflowHarnessError, RuntimeError, OSError, KeyboardInterrupt) as exc:
         say(f"\nERROR: {exc}" if str(exc) else "\ninterrupted")
         say("The services are still up for a look; stop them with: bash scripts/demo.sh stop")
@@ -309,7 +322,7 @@ def up(timeout: float) -> int:
         print_report(Console(width=120, highlight=False), failover)
     results = [
         {"dag_id": r.dag_id, "run_id": r.run_id, "state": r.state, "expected": r.expected,
-         "duration_s": r.duration_s, "rto_s": r.rto_s, "note": r.note}
+         "duration_s": r.duration_s, "rto_s": r.rto_s, "achieved_rpo_s": r.achieved_rpo_s, "note": r.note}
         for r in runs
     ]
     update_state(results=results)
@@ -318,6 +331,7 @@ def up(timeout: float) -> int:
     say(f"    Airflow UI:  {air['url']}   login: {air['username']} / {air['password']}")
     say(f"    evidence:    {air['url']}/recovery/   (and a 'Recovery report' tab on every run)")
     say(f"    backups:     {location}")
+    say(f"    WAL archive: {state['pgbackrest']['repository']} (pgBackRest stanza '{state['pgbackrest']['stanza']}')")
     say(f"    logs:        {base}/airflow-home/logs, {base}/supervisor.log, {state['stub']['log']}")
     say("    stop it:     bash scripts/demo.sh stop")
     return 0 if ok else 1

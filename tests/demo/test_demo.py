@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -64,7 +65,7 @@ def _leftovers(state: dict[str, Any]) -> list[str]:
     return found
 
 
-def test_demo_runs_the_drill_and_the_failover_and_stop_leaves_nothing(tmp_path: Path) -> None:
+def test_demo_runs_the_drills_and_the_failover_and_stop_leaves_nothing(tmp_path: Path) -> None:
     """The 3 a.m. case too: the pack's dags folder also holds broken specs of every kind."""
     demo_dir = tmp_path / "demo"
     dags = tmp_path / "dags"
@@ -83,6 +84,11 @@ def test_demo_runs_the_drill_and_the_failover_and_stop_leaves_nothing(tmp_path: 
         assert results["nightly_backup"]["state"] == "success", results
         assert results["restore_drill"]["state"] == "success", results
         assert results["database_failover"]["state"] == "success", results
+        # the PITR drill: restored to T in a scratch cluster, proven, RPO measured and judged
+        assert results["pitr_drill"]["state"] == "success", results
+        assert 0 < results["pitr_drill"]["achieved_rpo_s"] < 60, results
+        assert "pitr_drill: restore.prove_rpo success" in output and "pitr_drill: drop_scratch success" in output
+        assert re.search(r"pitr_drill +success .*\(RTO 30m: met\)  achieved RPO \d+\.\ds \(RPO 5m: met\), restore", output)
         assert "database_failover: approve_cutover.approve approved through the REST API" in output
         assert "database_failover: restore.restore_newest success" in output  # primary_lost: restore path
         assert "(RTO 30m: met)" in output and "(RTO 15m: met)" in output, output[-3000:]
@@ -90,7 +96,9 @@ def test_demo_runs_the_drill_and_the_failover_and_stop_leaves_nothing(tmp_path: 
         assert "Recovery report database_failover" in output
         assert f"approval approve_cutover.approve: Approve by {state['airflow']['username']}" in output
         ledger = Path(state["airflow"]["home"]) / "recovery-ledger"
-        assert {p.name for p in ledger.iterdir()} == {"nightly_backup", "restore_drill", "database_failover"}
+        assert {p.name for p in ledger.iterdir()} == {"nightly_backup", "restore_drill", "database_failover", "pitr_drill"}
+        # the WAL archive the primary fed through archive_command holds the drill's backup
+        assert list(Path(state["pgbackrest"]["base"], "repo", "backup", "demo").glob("*F")), state["pgbackrest"]
         # the script has exited; the UI must still be up, with the login it printed
         air = state["airflow"]
         assert f"login: {air['username']} / {air['password']}" in output
@@ -117,3 +125,5 @@ def test_demo_runs_the_drill_and_the_failover_and_stop_leaves_nothing(tmp_path: 
     assert state, "the demo wrote no state.json"
     assert _leftovers(state) == []
     assert not (demo_dir / "state.json").exists()
+    if state["pgbackrest"]["private"]:  # its own folder under /tmp: stop removed it
+        assert not Path(state["pgbackrest"]["base"]).exists()

@@ -15,7 +15,7 @@ from tests.install.conftest import BACKTRACKING, FIGURES, REPO, Installed, json_
 pytestmark = [pytest.mark.install, pytest.mark.timeout(1500)]
 
 INSTALL_LIMIT_S = 300  # the bar: under 5 minutes, without backtracking
-PACK_DAGS = {"database_failover", "nightly_backup", "region_recovery", "restore_drill"}
+PACK_DAGS = {"database_failover", "nightly_backup", "pitr_drill", "region_recovery", "restore_drill"}
 AIRFLOW_ITSELF = ("apache-airflow", "apache-airflow-core", "apache-airflow-task-sdk")
 
 # A deployment's own spec, loaded by its own one-line loader file: no external service needed.
@@ -105,7 +105,7 @@ def deployment(installed: Installed) -> Installed:
 
 def test_the_installed_package_validates_and_parses_the_pack(deployment: Installed) -> None:
     out = deployment.run("recovery", "validate", str(deployment.dags)).stdout
-    assert "5 specs: 5 valid, 0 invalid; 0 errors" in out, out
+    assert "6 specs: 6 valid, 0 invalid; 0 errors" in out, out
     deployment.run("airflow", "dags", "reserialize")
     listed = json_output(deployment.run("airflow", "dags", "list", "-o", "json").stdout)
     assert {d["dag_id"] for d in listed} == PACK_DAGS | {"install_smoke"}

@@ -72,7 +72,7 @@ def test_plan_json_carries_the_estimate(repo: Path) -> None:
     code, out = run("plan", "--json", str(repo / "dags/specs/database_failover.yaml"))
     plan = json.loads(out)
     assert code == 0
-    assert {s["label"] for s in plan["scenarios"]} == {"promote", "restore"}
+    assert {s["label"] for s in plan["scenarios"]} == {"promote", "restore", "restore_pitr"}
     assert plan["worst"]["label"] == "restore" and plan["verdict"] == "meets"
     assert plan["worst"]["planned_seconds"] <= plan["rto_seconds"]
 
@@ -89,7 +89,7 @@ def test_render_spells_out_defaults_and_dependencies(repo: Path) -> None:
     resolved = yaml.safe_load(out)
     assert code == 0
     phases = {p["id"]: p for p in resolved["phases"]}
-    assert phases["approve_cutover"]["after"] == ["promote", "restore"]
+    assert phases["approve_cutover"]["after"] == ["promote", "restore", "restore_pitr"]
     stop_writes = phases["promote"]["steps"][0]
     assert (stop_writes["retries"], stop_writes["timeout"], stop_writes["max_retry_delay"]) == (3, "10m", "2m")
     assert resolved["params"]["dry_run"] == {"default": False, "description": "Log what would be done; change nothing.", "type": "boolean"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import runpy
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,3 +21,39 @@ def test_the_dag_pack_renders_without_import_errors(repo: Path) -> None:
         dag.check_cycle()
         assert [t.task_id for t in dag.leaves] == ["outcome"]
         assert dag.get_task("preflight").upstream_task_ids == set()
+
+
+def _pack(repo: Path) -> dict[str, object]:
+    namespace = runpy.run_path(str(repo / "dags/recovery_dags.py"))
+    return {name.removeprefix("recovery_dag__"): dag for name, dag in namespace.items() if name.startswith("recovery_dag__")}
+
+
+def test_the_failover_restores_by_pitr_only_when_asked(repo: Path) -> None:
+    """restore_method: pitr takes the pgBackRest path; the default keeps the logical restore (the demo's)."""
+    from recovery_provider.render.runtime import choose_branch
+
+    dag: Any = _pack(repo)["database_failover"]
+    choose = dag.get_task("choose.choose")
+
+    def chosen(**params: Any) -> list[str]:
+        defaults = {k: dag.params[k] for k in ("failure_type", "restore_method")}
+        return choose_branch(choose.op_kwargs["choices"], choose.op_kwargs["entries"], params={**defaults, **params})
+
+    assert chosen() == ["restore.restore_newest"]
+    assert chosen(restore_method="pitr") == ["restore_pitr.restore_archive"]
+    assert chosen(failure_type="replica_healthy", restore_method="pitr") == ["promote.stop_writes"]
+    restore = dag.get_task("restore_pitr.restore_archive")
+    assert (restore.type, restore.data_dir, restore.retries) == ("latest", "{{ params.pitr_data_dir }}", 0)
+    assert "restore_pitr.restore_archive__undo" in dag.task_dict  # a failed health check drops the copy
+    assert {"restore.gate", "restore_pitr.gate", "promote.gate"} <= dag.get_task("approve_cutover.approve").upstream_task_ids
+
+
+def test_the_pitr_drill_takes_its_target_from_the_markers_and_always_drops_the_scratch_cluster(repo: Path) -> None:
+    dag: Any = _pack(repo)["pitr_drill"]
+    restore, prove = dag.get_task("restore.restore_to_t"), dag.get_task("restore.prove_rpo")
+    pull = "{{ ti.xcom_pull(task_ids='markers.write_markers')['target_time'] }}"
+    assert (restore.type, restore.target, prove.target) == ("time", pull, pull)
+    assert "markers.write_markers" in dag.task_dict and "markers.markers_archived" in dag.task_dict
+    drop = dag.get_task("drop_scratch")
+    assert drop.trigger_rule.value == "all_done" and drop.data_dir == "{{ params.scratch_dir }}"
+    assert dag.schedule == "@daily" or str(dag.timetable.summary) == "@daily"

@@ -19,6 +19,7 @@ from recovery_provider.cli.main import app
 from recovery_provider.evidence.collect import (
     build_record,
     mapped_feeds,
+    pitr_measures,
     recovery_points,
     target_labels,
     task_kind,
@@ -189,6 +190,38 @@ def test_build_record_defaults_and_fresh_recovery_point() -> None:
     assert record(evidence={"dry_run": False}, conf={"dry_run": True}).dry_run is False
     assert record(end=None).achieved_seconds is None
     assert record().data_age_seconds is None and record().recovery_point is None
+
+
+def test_a_point_in_time_restore_s_rpo_and_restore_time_reach_record_report_and_page() -> None:
+    restored = {"achieved_rpo_seconds": 1.25, "restore_seconds": 7.5, "finished_at": at(-2).isoformat(),
+                "password": SECRET}
+    proven = {"achieved_rpo_seconds": 1.25, "target_time": at(-1).isoformat()}
+    assert pitr_measures([restored, proven, {"achieved_rpo_seconds": True}, "x", None, {"restore_seconds": "9"}]) == {
+        "achieved_rpo_seconds": 1.25, "restore_seconds": 7.5}
+    assert pitr_measures([{"achieved_rpo_seconds": 2.0}, {"achieved_rpo_seconds": 9.0}]) == {"achieved_rpo_seconds": 9.0}
+    rec = record([row("restore.restore_to_t", 0, 20)], step_results=iter([restored, proven]),
+                 evidence={"plan": plan(rpo_seconds=300.0)})
+    assert (rec.achieved_rpo_seconds, rec.restore_seconds, rec.data_age_seconds) == (1.25, 7.5, 2.0)
+    report = build_report(rec)
+    assert report.achieved_rpo is not None and report.achieved_rpo.verdict == "met"
+    assert (report.achieved_rpo.target_seconds, report.restore_seconds) == (300.0, 7.5)
+    missed = build_report(record(step_results=[{"achieved_rpo_seconds": 301.0}], evidence={"plan": plan(rpo_seconds=300.0)}))
+    assert missed.achieved_rpo is not None and missed.achieved_rpo.verdict == "missed"
+    page = report_html(report)
+    assert 'id="achieved-rpo">1s<' in page and 'id="achieved-rpo-verdict">RPO met<' in page
+    assert 'id="restore-seconds">8s<' in page and SECRET not in page + rec.model_dump_json()
+    plain = build_report(record())
+    assert plain.achieved_rpo is None and plain.restore_seconds is None
+    assert "achieved-rpo" not in report_html(plain)
+    from rich.console import Console
+
+    from recovery_provider.cli.evidence_output import print_report
+
+    console = Console(width=120, record=True)
+    print_report(console, report)
+    text = console.export_text()
+    assert re.search(r"RPO \(point in time: T - last restored commit\)\s+5m\s+1s\s+met", text), text
+    assert re.search(r"restore \(pgBackRest\)\s+8s", text), text
 
 
 def test_critical_path_follows_the_upstream_that_finished_last() -> None:

@@ -206,6 +206,8 @@ ALIAS_ARGS: dict[str, dict[str, Any]] = {
     "pgbackrest.restore": {"stanza": "{t}", "repository": "file:///var/lib/pgbackrest", "data_dir": "/scratch/{t}"},
     "pgbackrest.drop_scratch": {"stanza": "{t}", "repository": "file:///var/lib/pgbackrest", "data_dir": "/scratch/{t}"},
     "pgbackrest.archive_freshness": {"stanza": "{t}", "repository": "file:///var/lib/pgbackrest", "max_age": "5m"},
+    "pgbackrest.drill_markers": {"conn_id": "pg", "tag": "{t}"},
+    "pgbackrest.drill_verify": {"conn_id": "pg", "tag": "{t}", "target": "2024-01-02T03:04:05+00:00", "port": 55432},
 }
 
 

@@ -45,6 +45,12 @@ def print_report(console: Console, report: Report) -> None:
                   _styled(report.rto.verdict))
     table.add_row("RPO (data age)", seconds(report.rpo.target_seconds), seconds(report.rpo.achieved_seconds),
                   _styled(report.rpo.verdict))
+    if report.achieved_rpo is not None:
+        rpo = report.achieved_rpo
+        table.add_row("RPO (point in time: T - last restored commit)", seconds(rpo.target_seconds),
+                      seconds(rpo.achieved_seconds), _styled(rpo.verdict))
+    if report.restore_seconds is not None:
+        table.add_row("restore (pgBackRest)", "", seconds(report.restore_seconds), "")
     table.add_row("planned" + (f" ({report.planned_scenario})" if report.planned_scenario else ""),
                   seconds(report.planned_seconds), "", "")
     console.print(table)

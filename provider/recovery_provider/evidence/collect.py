@@ -90,6 +90,25 @@ def recovery_points(values: Iterable[Any]) -> list[dt.datetime]:
     return found
 
 
+def pitr_measures(values: Iterable[Any]) -> dict[str, float]:
+    """What a point-in-time restore achieved, from the step results that report it.
+
+    ``achieved_rpo_seconds`` (``pgbackrest.restore`` to a time, ``pgbackrest.drill_verify``: target
+    minus the last restored commit; the largest when several report it) and ``restore_seconds``
+    (the restores' pgBackRest time, summed). Only these two numbers are read.
+    """
+    found: dict[str, float] = {}
+    for value in values:
+        if not isinstance(value, Mapping):
+            continue
+        rpo, took = value.get("achieved_rpo_seconds"), value.get("restore_seconds")
+        if isinstance(rpo, (int, float)) and not isinstance(rpo, bool):
+            found["achieved_rpo_seconds"] = max(float(rpo), found.get("achieved_rpo_seconds", float(rpo)))
+        if isinstance(took, (int, float)) and not isinstance(took, bool):
+            found["restore_seconds"] = found.get("restore_seconds", 0.0) + float(took)
+    return found
+
+
 def target_labels(resolver_results: Mapping[str, Any], feeds: Mapping[str, str]) -> dict[str, list[str]]:
     """Labels of a fan-out's targets, by the id prefix of the mapped tasks they feed.
 
@@ -155,6 +174,7 @@ def build_record(
             duration=row.get("duration"), tries=int(row.get("try_number") or 0), operator=row.get("operator"),
             upstream=sorted(upstream.get(task_id, ())),
         ))
+    step_results = list(step_results)
     points = recovery_points(step_results)
     oldest = min(points, default=None)
     data_age = max(0.0, (start - oldest).total_seconds()) if oldest and start else None
@@ -171,6 +191,7 @@ def build_record(
         failed_phases=list(verdict.get("failed_phases") or []),
         partial_phases=list(verdict.get("partial_phases") or []),
         dry_run=bool(dry_run), recovery_point=oldest, data_age_seconds=data_age,
+        **pitr_measures(step_results),
         tasks=tasks, approvals=list(approvals), plan=plan,
         recorded_at=now or dt.datetime.now(dt.timezone.utc),
     )

@@ -2,8 +2,9 @@
 
 A record holds identifiers, states, times and counts, never task arguments, XCom values or
 connection fields: what a step did is told by its state and times. The only values taken from
-task results are the recovery points' timestamps (for the RPO) and the fan-out targets' labels
-(``orders``, ``billing``: what the fan-out ran over). Nothing here imports Airflow.
+task results are the recovery points' timestamps (for the RPO), the fan-out targets' labels
+(``orders``, ``billing``: what the fan-out ran over) and a point-in-time restore's achieved RPO and
+restore time (two numbers). Nothing here imports Airflow.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ class RunRecord(_Model):
     dry_run: bool = False
     recovery_point: dt.datetime | None = None  # oldest backup the run restored or relied on
     data_age_seconds: float | None = None  # run start - recovery point, 0 when the data is newer
+    achieved_rpo_seconds: float | None = None  # point-in-time restores: target - last restored commit
+    restore_seconds: float | None = None  # point-in-time restores: pgBackRest's restore time
     tasks: list[TaskRecord] = Field(default_factory=list)
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     plan: PlanEvidence | None = None

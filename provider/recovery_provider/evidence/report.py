@@ -65,6 +65,9 @@ class Report(_Model):
     compensations: list[str]  # "undo task: state"
     approvals: list[ApprovalRecord]
     assumptions: list[str] = Field(default_factory=list)
+    # point-in-time restores: target - last restored commit, judged against the spec's RPO
+    achieved_rpo: Objective | None = None
+    restore_seconds: float | None = None
 
 
 class TrendPoint(_Model):
@@ -211,7 +214,17 @@ def build_report(record: RunRecord) -> Report:
         compensations=[f"{_label(t)}: {t.state}" for t in tasks if t.kind == "undo" and t.state not in (None, "skipped")],
         approvals=list(record.approvals),
         assumptions=list(plan.assumptions) if plan else [],
+        achieved_rpo=_achieved_rpo(record),
+        restore_seconds=record.restore_seconds,
     )
+
+
+def _achieved_rpo(record: RunRecord) -> Objective | None:
+    """The RPO a point-in-time restore proved (None for runs without one)."""
+    if record.achieved_rpo_seconds is None:
+        return None
+    return Objective(target_seconds=record.rpo_seconds, achieved_seconds=record.achieved_rpo_seconds,
+                     verdict=judge(record.rpo_seconds, record.achieved_rpo_seconds))
 
 
 def build_trend(dag_id: str, records: Sequence[RunRecord]) -> Trend:

@@ -97,10 +97,15 @@ def fan_out_limits(plan: Plan) -> Iterator[Diagnostic]:
                 yield _warn("cap-above-pool", f"phase '{phase.id}' allows {fan.max_parallel} targets at once, but pool '{step.pool}' fits {slots // step.pool_slots} of step '{step.id}': the pool is the real cap", (*phase.path, "for_each", "max_parallel"))
 
 
+_ARCHIVE_DRILLS = frozenset({"pgbackrest.drill_markers", "pgbackrest.archive_freshness"})
+
+
 def schedule_beyond_rpo(plan: Plan) -> Iterator[Diagnostic]:
     schedule, rpo = plan.spec.schedule, plan.spec.objectives.rpo
     if schedule is None or rpo is None or schedule == "@once":
         return
+    if any(step.uses in _ARCHIVE_DRILLS for step in plan.steps):
+        return  # a drill of continuous WAL archiving: the archive, not the schedule, bounds the data's age
     interval = _schedule_interval(schedule)
     if interval is not None and interval > rpo:
         yield _warn("schedule-beyond-rpo", f"schedule '{schedule}' runs every {format_duration(interval)}, so data can be {format_duration(interval)} old, beyond the RPO of {format_duration(rpo)}", ("schedule",))

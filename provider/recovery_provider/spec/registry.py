@@ -44,6 +44,8 @@ ALIASES: dict[str, str] = {
     "pgbackrest.restore": f"{_OPS}.pgbackrest:PgBackRestRestoreOperator",
     "pgbackrest.drop_scratch": f"{_OPS}.pgbackrest:PgBackRestDropScratchOperator",
     "pgbackrest.archive_freshness": f"{_SENSORS}.pgbackrest:PgBackRestArchiveFreshnessSensor",
+    "pgbackrest.drill_markers": f"{_OPS}.pgbackrest_drill:PgBackRestDrillMarkersOperator",
+    "pgbackrest.drill_verify": f"{_OPS}.pgbackrest_drill:PgBackRestDrillVerifyOperator",
     # "recovery.report" arrives with the run ledger and report (the evidence issue)
 }
 
