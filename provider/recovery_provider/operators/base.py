@@ -63,3 +63,31 @@ class RecoveryOperator(BaseOperator):
 
     def describe_dry_run(self, context: Any) -> str:
         raise NotImplementedError
+
+
+class PostgresOperatorBase(RecoveryOperator):
+    """Arguments every PostgreSQL operator shares: the connection and how hard to try reaching it."""
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        connect_attempts: int = 3,
+        connect_retry_delay: float | str = 1.0,
+        pg_bin_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self.connect_attempts = connect_attempts
+        self.connect_retry_delay = connect_retry_delay
+        self.pg_bin_dir = pg_bin_dir
+
+    def target(self, database: str | None = None) -> Any:
+        from recovery_provider.hooks.pg import PgTarget
+
+        return PgTarget.from_conn_id(self.conn_id, database)
+
+    @property
+    def retry_delay_seconds(self) -> float:
+        return seconds(self.connect_retry_delay, "connect_retry_delay")
