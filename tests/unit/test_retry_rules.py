@@ -164,3 +164,13 @@ def test_our_operators_fail_at_once_on_permanent_errors_by_default() -> None:
     assert op.retry_policy is not None
     assert op.retry_policy.evaluate(BackupCorrupt("flipped byte"), 1, 4).action == RetryAction.FAIL
     assert op.retry_policy.evaluate(PostgresUnavailable("refused"), 1, 4).action == RetryAction.DEFAULT
+
+
+def test_airflows_task_runner_fails_a_permanent_error_on_the_first_try() -> None:
+    from recovery_provider.operators.restore import PostgresRestoreOperator
+    from tests.support.retries import airflow_decides
+
+    op = PostgresRestoreOperator(task_id="r", conn_id="pg", database="shop", retries=3)
+    assert airflow_decides(op, BackupCorrupt("flipped byte"), try_number=1) == "failed"
+    assert airflow_decides(op, PostgresUnavailable("refused"), try_number=1) == "up_for_retry"
+    assert airflow_decides(op, PostgresUnavailable("refused"), try_number=4) == "failed"  # retries spent
