@@ -2,8 +2,8 @@
 
 A record holds identifiers, states, times and counts, never task arguments, XCom values or
 connection fields: what a step did is told by its state and times. The only values taken from
-task results are the recovery points' timestamps (for the RPO) and the fan-out targets' labels
-(``orders``, ``billing``: what the fan-out ran over). Nothing here imports Airflow.
+task results are the recovery points' timestamps (for the RPO), the fan-out targets' labels
+(``orders``, ``billing``: what the fan-out ran over) and which backup a restore used (a fallback, why). Nothing here imports Airflow.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ class RunRecord(_Model):
     recovery_point: dt.datetime | None = None  # oldest backup the run restored or relied on
     data_age_seconds: float | None = None  # run start - recovery point, 0 when the data is newer
     tasks: list[TaskRecord] = Field(default_factory=list)
+    restores: list[str] = Field(default_factory=list)  # evidence/restores.py: backup restored, fallback and why
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     plan: PlanEvidence | None = None
     recorded_at: dt.datetime
