@@ -430,3 +430,14 @@ def test_an_error_no_retry_fixes_fails_on_its_first_try_despite_retries(cluster:
     [record] = Ledger(str(cluster.home / "recovery-ledger")).runs("sched_no_retry")
     assert {t.task_id: t.tries for t in record.tasks if t.task_id.startswith("work.")} == {
         "work.refused": 1, "work.unnamed": 1, "work.named": 2, "work.gate": 1}
+
+
+def test_a_restore_falls_back_to_the_previous_backup_and_the_report_says_why(cluster: AirflowCluster, tmp_path: Path) -> None:
+    state, tis = run(cluster, "sched_fallback", {"location": f"file://{tmp_path}/backups"})
+    assert state == "success", explain(cluster, "sched_fallback", tis)
+    assert tis[("restore.restore", -1)].try_number == 1
+    [record] = Ledger(str(cluster.home / "recovery-ledger")).runs("sched_fallback")
+    [line] = build_report(record).restores
+    assert line.startswith(
+        "restore.restore: restored postgres/older into 'sched_fallback_restored' INSTEAD OF postgres/newer "
+        "(fallback: previous), which was refused: does not match its manifest: dump.pgcustom.zst: SHA-256 "), line
