@@ -15,8 +15,14 @@ say how to rebuild themselves (``__reduce__``).
     ├── UnknownState                      a branch condition cannot be decided: take the fallback
     ├── PostgresUnavailable, PgToolError  PostgreSQL unreachable; pg_dump / pg_restore failed
     ├── StorageError, BackupIncomplete, BackupCorrupt   the backup store and what it holds
+    ├── ConnectionMissing                 an Airflow connection a step names is not defined
     ├── AirflowApiError                   the Airflow REST API refused or was unreachable
-    └── LedgerError                       the run ledger cannot be read or written
+    ├── LedgerError                       the run ledger cannot be read or written
+    └── PgBackRestError                   a pgBackRest command failed (``fatal``: no retry can help)
+
+``permanent`` marks the errors no retry can fix (a bad argument, a missing connection, a missing,
+incomplete or corrupt backup, a fatal pgBackRest error): the operators' retry policy
+(``operators/base.py``) fails the task at once on them instead of spending the RTO on retries.
 """
 
 from __future__ import annotations
@@ -31,9 +37,13 @@ if TYPE_CHECKING:
 class RecoveryError(Exception):
     """Base class of every error the provider raises on purpose."""
 
+    permanent: bool = False  # True: retrying cannot fix it (see is_permanent)
+
 
 class ArgumentError(RecoveryError, ValueError):
     """A value an API cannot take; a ValueError too, as callers (and pydantic validators) expect."""
+
+    permanent = True
 
 
 class SpecError(RecoveryError):
@@ -82,12 +92,22 @@ class StorageError(RecoveryError):
     """Backup storage could not be read or written."""
 
 
+class ConnectionMissing(RecoveryError):
+    """An Airflow connection a step names is not defined: create it, then re-run."""
+
+    permanent = True
+
+
 class BackupIncomplete(RecoveryError):
     """A backup has no (valid) manifest: it was interrupted and must never be restored."""
+
+    permanent = True
 
 
 class BackupCorrupt(RecoveryError):
     """A stored object does not match its manifest (size or SHA-256)."""
+
+    permanent = True
 
 
 class AirflowApiError(RecoveryError):
@@ -105,6 +125,7 @@ class PgBackRestError(RecoveryError):
         super().__init__(message)
         self.code = code
         self.fatal = fatal
+        self.permanent = fatal
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_pgbackrest_error, (str(self), self.code, self.fatal))
@@ -112,3 +133,10 @@ class PgBackRestError(RecoveryError):
 
 def _pgbackrest_error(message: str, code: int | None, fatal: bool) -> PgBackRestError:
     return PgBackRestError(message, code=code, fatal=fatal)
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether no retry can fix ``exc``: a permanent provider error, or Airflow's missing connection."""
+    if isinstance(exc, RecoveryError):
+        return bool(exc.permanent)
+    return type(exc).__name__ == "AirflowNotFoundException" and "conn_id" in str(exc)

@@ -63,6 +63,7 @@ MODULES: dict[str, dict[str, list[str]]] = {
         ],
         "PostgreSQL recovery": [
             "recovery_provider.operators.postgres",
+            "recovery_provider.operators.restore",
         ],
         "Backup storage": [
             "recovery_provider.operators.backup",

@@ -417,3 +417,27 @@ def test_a_long_wait_defers_to_the_triggerer_and_resumes(cluster: AirflowCluster
         assert state == "success", cluster.describe_run("sched_deferral", run_id)
     finally:
         cluster.metadata.psql("DROP DATABASE IF EXISTS sched_deferral_ready")
+
+
+def test_an_error_no_retry_fixes_fails_on_its_first_try_despite_retries(cluster: AirflowCluster) -> None:
+    state, tis = run(cluster, "sched_no_retry")
+    got = states(tis)
+    assert state == "failed", explain(cluster, "sched_no_retry", tis)
+    refused, unnamed, named = (tis[(f"work.{s}", -1)] for s in ("refused", "unnamed", "named"))
+    assert (refused.state, refused.try_number) == ("failed", 1), got  # no_retry_on matched: no 30s retry
+    assert (unnamed.state, unnamed.try_number) == ("failed", 1), got  # retry_on does not name exit code 5
+    assert (named.state, named.try_number) == ("success", 2), got  # retry_on names exit code 4: retried
+    [record] = Ledger(str(cluster.home / "recovery-ledger")).runs("sched_no_retry")
+    assert {t.task_id: t.tries for t in record.tasks if t.task_id.startswith("work.")} == {
+        "work.refused": 1, "work.unnamed": 1, "work.named": 2, "work.gate": 1}
+
+
+def test_a_restore_falls_back_to_the_previous_backup_and_the_report_says_why(cluster: AirflowCluster, tmp_path: Path) -> None:
+    state, tis = run(cluster, "sched_fallback", {"location": f"file://{tmp_path}/backups"})
+    assert state == "success", explain(cluster, "sched_fallback", tis)
+    assert tis[("restore.restore", -1)].try_number == 1
+    [record] = Ledger(str(cluster.home / "recovery-ledger")).runs("sched_fallback")
+    [line] = build_report(record).restores
+    assert line.startswith(
+        "restore.restore: restored postgres/older into 'sched_fallback_restored' INSTEAD OF postgres/newer "
+        "(fallback: previous), which was refused: does not match its manifest: dump.pgcustom.zst: SHA-256 "), line

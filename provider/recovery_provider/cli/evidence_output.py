@@ -64,7 +64,8 @@ def print_report(console: Console, report: Report) -> None:
     for line in timeline_lines(report, max(20, min(60, console.width - 50))):
         console.print(line, markup=False, highlight=False)
     console.print("critical path: " + " -> ".join(report.critical_path), markup=False)
-    for title, items in (("failures", report.failures), ("retried", report.retried), ("compensations", report.compensations)):
+    for title, items in (("failures", report.failures), ("retried", report.retried), ("compensations", report.compensations),
+                         ("backups restored", report.restores)):
         if items:
             console.print(f"{title}:", markup=False)
             for item in items:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from recovery_provider.evidence.record import ApprovalRecord, PlanEvidence, RunRecord, TaskKind, TaskRecord
+from recovery_provider.evidence.restores import restore_line
 from recovery_provider.plan.layout import GATE, OUTCOME
 from recovery_provider.plan.model import PROBE_SUFFIX, RESERVED_TOP_LEVEL, UNDO_SUFFIX
 
@@ -157,6 +158,7 @@ def build_record(
     step_results: Iterable[Any],
     labels: Mapping[str, list[str]] | None = None,
     layout: LayoutRecord | None = None,
+    restores: Sequence[str] = (),
     evidence: Mapping[str, Any] | None,
     conf: Mapping[str, Any] | None,
     now: dt.datetime | None = None,
@@ -192,7 +194,7 @@ def build_record(
         partial_phases=list(verdict.get("partial_phases") or []),
         dry_run=bool(dry_run), recovery_point=oldest, data_age_seconds=data_age,
         **pitr_measures(step_results),
-        tasks=tasks, approvals=list(approvals), plan=plan,
+        tasks=tasks, approvals=list(approvals), plan=plan, restores=list(restores),
         recorded_at=now or dt.datetime.now(dt.timezone.utc),
     )
 
@@ -242,6 +244,7 @@ def collect(dag_run: Any, session: Any) -> RunRecord:
     kinds = {row["task_id"]: task_kind(str(row["task_id"]), layout)[1] for row in rows}
     feeds = mapped_feeds(layout or {})
     step_results: list[Any] = []
+    restores: list[str | None] = []  # which backup each restore step used (evidence/restores.py)
     resolvers: dict[str, Any] = {}
     evidence: Any = None
     for row in xcoms:
@@ -249,6 +252,7 @@ def collect(dag_run: Any, session: Any) -> RunRecord:
             evidence = XComModel.deserialize_value(row)
         elif row.key == "return_value" and kinds.get(row.task_id) in ("step", "finally"):
             step_results.append(XComModel.deserialize_value(row))
+            restores.append(restore_line(row.task_id, step_results[-1]))
         elif row.key == "return_value" and row.task_id in feeds.values():
             resolvers[row.task_id] = XComModel.deserialize_value(row)
     state = dag_run.state
@@ -258,6 +262,7 @@ def collect(dag_run: Any, session: Any) -> RunRecord:
         state=str(getattr(state, "value", state)), queued_at=dag_run.queued_at,
         start=dag_run.start_date, end=dag_run.end_date, task_rows=rows, upstream=upstream,
         approvals=approvals, step_results=step_results, labels=target_labels(resolvers, feeds), layout=layout,
+        restores=[line for line in restores if line],
         evidence=evidence if isinstance(evidence, Mapping) else None,
         conf=dag_run.conf if isinstance(dag_run.conf, Mapping) else None,
     )

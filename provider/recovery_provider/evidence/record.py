@@ -3,8 +3,9 @@
 A record holds identifiers, states, times and counts, never task arguments, XCom values or
 connection fields: what a step did is told by its state and times. The only values taken from
 task results are the recovery points' timestamps (for the RPO), the fan-out targets' labels
-(``orders``, ``billing``: what the fan-out ran over) and a point-in-time restore's achieved RPO and
-restore time (two numbers). Nothing here imports Airflow.
+(``orders``, ``billing``: what the fan-out ran over), a point-in-time restore's achieved RPO and
+restore time (two numbers), and which backup a restore used (a fallback, why). Nothing here
+imports Airflow.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class RunRecord(_Model):
     achieved_rpo_seconds: float | None = None  # point-in-time restores: target - last restored commit
     restore_seconds: float | None = None  # point-in-time restores: pgBackRest's restore time
     tasks: list[TaskRecord] = Field(default_factory=list)
+    restores: list[str] = Field(default_factory=list)  # evidence/restores.py: backup restored, fallback and why
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     plan: PlanEvidence | None = None
     recorded_at: dt.datetime

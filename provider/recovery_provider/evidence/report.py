@@ -64,6 +64,7 @@ class Report(_Model):
     retried: list[str]
     compensations: list[str]  # "undo task: state"
     approvals: list[ApprovalRecord]
+    restores: list[str] = Field(default_factory=list)  # which backup each restore used; a fallback and why
     assumptions: list[str] = Field(default_factory=list)
     # point-in-time restores: target - last restored commit, judged against the spec's RPO
     achieved_rpo: Objective | None = None
@@ -213,6 +214,7 @@ def build_report(record: RunRecord) -> Report:
         retried=[f"{_label(t)}: {t.tries} tries ({t.state})" for t in tasks if t.tries > 1],
         compensations=[f"{_label(t)}: {t.state}" for t in tasks if t.kind == "undo" and t.state not in (None, "skipped")],
         approvals=list(record.approvals),
+        restores=list(record.restores),
         assumptions=list(plan.assumptions) if plan else [],
         achieved_rpo=_achieved_rpo(record),
         restore_seconds=record.restore_seconds,

@@ -20,10 +20,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from recovery_provider.exceptions import ConnectionMissing, RecoveryError
+
 # defined in exceptions.py, one hierarchy; still importable from here
 from recovery_provider.exceptions import PgToolError as PgToolError
 from recovery_provider.exceptions import PostgresUnavailable as PostgresUnavailable
-from recovery_provider.exceptions import RecoveryError
 
 if TYPE_CHECKING:
     import psycopg
@@ -60,8 +61,9 @@ class PgTarget:
 
         try:
             conn = BaseHook.get_connection(conn_id)
-        except Exception as exc:
-            raise RecoveryError(
+        except Exception as exc:  # not found: no retry helps; a secrets backend down: a retry may
+            error = ConnectionMissing if type(exc).__name__ == "AirflowNotFoundException" else RecoveryError
+            raise error(
                 f"Airflow connection '{conn_id}' is not defined ({type(exc).__name__}): create it "
                 f"(UI, `airflow connections add`, or AIRFLOW_CONN_{conn_id.upper()})"
             ) from None

@@ -13,6 +13,10 @@ Order, and why:
    pg_restore's stdin otherwise, hashing again on the way and, for zstd backups, decompressing
    on the fly: no uncompressed copy touches the disk), ANALYZE, mark "complete".
 
+With ``fallback: previous`` a backup that fails step 3 is refused and the newest older one that
+verifies is restored instead (nothing is created until one verifies); the result says which backup
+was used, which was refused and why (``fallback_from``, ``fallback_reason``, ``refused``).
+
 Backups from before zstd (``dump.pgcustom``, pg_dump's own gzip, no ``compression`` in the
 manifest) restore exactly as they always did.
 """
@@ -58,6 +62,10 @@ class RestoreRequest:
     pg_bin_dir: str | None = None
     connect_attempts: int = 3
     connect_retry_delay: float = 1.0
+    fallback: str | None = None  # "previous": restore the newest older backup that verifies instead
+
+
+FALLBACKS = ("previous",)
 
 
 @dataclasses.dataclass
@@ -88,9 +96,23 @@ def choose_backup(req: RestoreRequest) -> ChosenBackup:
             )
         assert newest.manifest is not None
         run_key, manifest = newest.run_key, newest.manifest
-    identity = {"location": store.location, "database": req.database, "run_key": run_key,
+    return _chosen(req, run_key, manifest)
+
+
+def _chosen(req: RestoreRequest, run_key: str, manifest: dict[str, Any]) -> ChosenBackup:
+    identity = {"location": req.store.location, "database": req.database, "run_key": run_key,
                 "manifest_sha256": manifest_digest(manifest)}
     return ChosenBackup(run_key, manifest, f"{MARK_PREFIX} {json.dumps(identity, sort_keys=True)}")
+
+
+def previous_backup(req: RestoreRequest, refused: ChosenBackup) -> ChosenBackup | None:
+    """The newest complete backup (verified one, with ``require_verified``) older than ``refused``."""
+    listed = [b for b in req.store.list_backups(req.database) if b.complete and (b.verified or not req.require_verified)]
+    keys = [b.run_key for b in listed]
+    older = listed[: keys.index(refused.run_key)] if refused.run_key in keys else []
+    if not older or older[-1].manifest is None:
+        return None
+    return _chosen(req, older[-1].run_key, older[-1].manifest)
 
 
 def parse_marker(comment: str | None) -> tuple[dict[str, Any], str] | None:
@@ -133,43 +155,86 @@ def plan_restore(req: RestoreRequest, chosen: ChosenBackup, admin: Any) -> str:
 
 def run_restore(req: RestoreRequest, log: logging.Logger | Any) -> dict[str, Any]:
     chosen = choose_backup(req)
-    path = req.store.backup_path(req.database, chosen.run_key)
-    manifest = chosen.manifest
-    summary = {
-        "backup": f"{slug(req.database)}/{chosen.run_key}",
-        "target_database": req.target_database,
-        "wal_lsn": manifest.get("wal_lsn"),
-        "total_bytes": manifest.get("total_bytes"),
-    }
+    refused: list[dict[str, str]] = []  # backups that failed verification, newest first (fallback)
     admin = req.server.connect(attempts=req.connect_attempts, retry_delay=req.connect_retry_delay)
-    with admin:
-        action = plan_restore(req, chosen, admin)
-        if action == "done":
-            log.info("database '%s' is already a complete restore of %s: nothing to do", req.target_database, summary["backup"])
-            return {**summary, "action": "already restored"}
-        if req.jobs is None:
-            req = dataclasses.replace(req, jobs=default_jobs(manifest))
-        assert req.jobs is not None
-        staged = req.jobs > 1 or manifest["format"] == "directory"
-        with tempfile.TemporaryDirectory(prefix="recovery-restore-") as spool:
-            if staged:
-                source = _stage(req, path, manifest, Path(spool))
-            else:
-                problems = req.store.verify(path, manifest)
-                if problems:
-                    raise BackupCorrupt(_corrupt_message(path, problems))
-                source = None
-            log.info("backup %s verified against its manifest; %s database '%s'", summary["backup"],
-                     "re-creating" if action == "recreate" else "creating", req.target_database)
-            _create_target(admin, req, manifest, chosen.marker, recreate=action == "recreate")
-            _pg_restore(req, path, manifest, source, log)
+    with admin, tempfile.TemporaryDirectory(prefix="recovery-restore-") as spool:
+        while True:
+            summary = _summary(req, chosen) | _fallback_fields(refused)
+            try:
+                action, blocked = plan_restore(req, chosen, admin), None
+            except RecoveryError as exc:  # with a fallback, an older backup may be the one restored there
+                if req.fallback is None:
+                    raise
+                action, blocked = "create", exc
+            if action == "done":
+                log.info("database '%s' is already a complete restore of %s: nothing to do", req.target_database, summary["backup"])
+                return {**summary, "action": "already restored"}
+            manifest = chosen.manifest
+            run = dataclasses.replace(req, jobs=req.jobs if req.jobs is not None else default_jobs(manifest))
+            path = req.store.backup_path(req.database, chosen.run_key)
+            source, problems = _verify(run, path, manifest, Path(spool) / str(len(refused)))
+            if problems:
+                older = previous_backup(req, chosen) if req.fallback == "previous" else None
+                if older is None:
+                    raise BackupCorrupt(_corrupt_message(path, problems) + _no_fallback(req, refused))
+                refused.append({"backup": summary["backup"], "reason": _reason(problems)})
+                log.warning("backup %s does not match its manifest (%s): nothing was created; fallback: previous, "
+                            "so restoring the previous backup %s/%s instead", summary["backup"], _reason(problems),
+                            slug(req.database), older.run_key)
+                chosen = older
+                continue
+            if blocked is not None:
+                raise blocked
+            break
+        log.info("backup %s verified against its manifest; %s database '%s'", summary["backup"],
+                 "re-creating" if action == "recreate" else "creating", req.target_database)
+        _create_target(admin, run, manifest, chosen.marker, recreate=action == "recreate")
+        _pg_restore(run, path, manifest, source, log)
         target = req.server.with_database(req.target_database).connect(
             attempts=req.connect_attempts, retry_delay=req.connect_retry_delay)
         with target:
             target.execute("ANALYZE")
         _comment(admin, req.target_database, f"{chosen.marker} complete")
-    log.info("restored %s into '%s' and analyzed it", summary["backup"], req.target_database)
+    if refused:
+        log.warning("restored %s into '%s' INSTEAD OF the newer %s, which failed verification (%s)",
+                    summary["backup"], req.target_database, refused[0]["backup"], refused[0]["reason"])
+    else:
+        log.info("restored %s into '%s' and analyzed it", summary["backup"], req.target_database)
     return {**summary, "action": "recreated" if action == "recreate" else "created"}
+
+
+def _summary(req: RestoreRequest, chosen: ChosenBackup) -> dict[str, Any]:
+    return {"backup": f"{slug(req.database)}/{chosen.run_key}", "target_database": req.target_database,
+            "wal_lsn": chosen.manifest.get("wal_lsn"), "total_bytes": chosen.manifest.get("total_bytes"),
+            "finished_at": chosen.manifest.get("finished_at")}
+
+
+def _fallback_fields(refused: list[dict[str, str]]) -> dict[str, Any]:
+    """What the XCom says of a fallback: the backup refused first (the newest) and why, and all refused."""
+    if not refused:
+        return {}
+    return {"fallback_from": refused[0]["backup"], "fallback_reason": refused[0]["reason"], "refused": list(refused)}
+
+
+def _reason(problems: list[str]) -> str:
+    text = "does not match its manifest: " + "; ".join(problems)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _no_fallback(req: RestoreRequest, refused: list[dict[str, str]]) -> str:
+    if req.fallback != "previous":
+        return ""
+    tried = f" (refused before it: {', '.join(r['backup'] for r in refused)})" if refused else ""
+    return f" fallback: previous found no older {'verified ' if req.require_verified else ''}backup to try{tried}."
+
+
+def _verify(req: RestoreRequest, path: Any, manifest: dict[str, Any], spool: Path) -> tuple[Path | None, list[str]]:
+    """(the staged copy, or None to stream; the problems found): every object checked, nothing created."""
+    assert req.jobs is not None
+    if req.jobs > 1 or manifest["format"] == "directory":
+        spool.mkdir(parents=True, exist_ok=True)
+        return _stage(req, path, manifest, spool)
+    return None, req.store.verify(path, manifest)
 
 
 def default_jobs(manifest: dict[str, Any]) -> int:
@@ -194,8 +259,8 @@ def _custom_entry(manifest: dict[str, Any]) -> dict[str, Any]:
     raise BackupCorrupt(f"the manifest lists no {ZSTD_OBJECT} or {CUSTOM_OBJECT}: {[o['key'] for o in manifest['objects']]}")
 
 
-def _stage(req: RestoreRequest, path: Any, manifest: dict[str, Any], spool: Path) -> Path:
-    """Download every object once, hashing on the way; refuse on any mismatch before touching the target.
+def _stage(req: RestoreRequest, path: Any, manifest: dict[str, Any], spool: Path) -> tuple[Path, list[str]]:
+    """Download every object once, hashing on the way; any mismatch is reported before the target is touched.
 
     A zstd object is staged decompressed (pg_restore -j needs a seekable file): ``jobs > 1`` asks
     for that local copy; ``jobs: 1`` streams instead.
@@ -214,9 +279,7 @@ def _stage(req: RestoreRequest, path: Any, manifest: dict[str, Any], spool: Path
             raise req.store.error(exc, f"reading {entry['key']}") from None
         if problem:
             problems.append(problem)
-    if problems:
-        raise BackupCorrupt(_corrupt_message(path, problems))
-    return spool / (CUSTOM_OBJECT if manifest["format"] == "custom" else "dump.dir")
+    return spool / (CUSTOM_OBJECT if manifest["format"] == "custom" else "dump.dir"), problems
 
 
 def _stage_one(req: RestoreRequest, source: Any, local: Path, entry: dict[str, Any], *, zstd: bool) -> str | None:

@@ -1,8 +1,9 @@
-"""PostgreSQL recovery operators: backup, restore, drill verification, promotion, drop.
+"""PostgreSQL recovery operators: backup, drill verification, promotion, drop (restore: restore.py).
 
 Thin on purpose: the work is in ``recovery_provider.hooks`` (dump, restore, stats, store); these
 classes turn rendered template fields into requests, honour dry runs, and return secret-free
-summaries for XCom.
+summaries for XCom. ``PostgresRestoreOperator`` lives in :mod:`recovery_provider.operators.restore`
+and is still importable from here.
 """
 
 from __future__ import annotations
@@ -11,37 +12,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from recovery_provider.exceptions import RecoveryError
-from recovery_provider.hooks.store import default_location, slug
-from recovery_provider.operators.base import RecoveryOperator, run_key_from_context, seconds
+from recovery_provider.hooks.store import default_location
+from recovery_provider.operators.base import PostgresOperatorBase, run_key_from_context
+from recovery_provider.operators.restore import PostgresRestoreOperator  # moved there; this path still works
 
 
-class _PostgresOperator(RecoveryOperator):
-    def __init__(
-        self,
-        *,
-        conn_id: str,
-        connect_attempts: int = 3,
-        connect_retry_delay: float | str = 1.0,
-        pg_bin_dir: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.conn_id = conn_id
-        self.connect_attempts = connect_attempts
-        self.connect_retry_delay = connect_retry_delay
-        self.pg_bin_dir = pg_bin_dir
-
-    def target(self, database: str | None = None) -> Any:
-        from recovery_provider.hooks.pg import PgTarget
-
-        return PgTarget.from_conn_id(self.conn_id, database)
-
-    @property
-    def retry_delay_seconds(self) -> float:
-        return seconds(self.connect_retry_delay, "connect_retry_delay")
-
-
-class PostgresBackupOperator(_PostgresOperator):
+class PostgresBackupOperator(PostgresOperatorBase):
     """Back up one database with pg_dump, streamed to ``location``, manifest written last.
 
     Keys: ``<location>/<database>/<run_key>/`` where ``run_key`` defaults to the run's logical date
@@ -136,95 +112,7 @@ class PostgresBackupOperator(_PostgresOperator):
         return {k: v for k, v in manifest.items() if k != "tables"} | {"tables": len(manifest.get("tables", []))}
 
 
-class _FromBackup(_PostgresOperator):
-    """Arguments shared by restore and drill verification: which backup, which target."""
-
-    def __init__(
-        self,
-        *,
-        conn_id: str,
-        database: str,
-        location: str | None = None,
-        run_key: str | None = None,
-        target_database: str | None = None,
-        require_verified: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(conn_id=conn_id, **kwargs)
-        self.database = database
-        self.location = location or default_location()
-        self.run_key = run_key
-        self.target_database = target_database
-        self.require_verified = require_verified
-
-    def target_name(self) -> str:
-        return self.target_database or f"{self.database}_restored"
-
-    def store(self) -> Any:
-        from recovery_provider.hooks.store import BackupStore
-
-        return BackupStore(self.location)
-
-
-class PostgresRestoreOperator(_FromBackup):
-    """Restore a backup into a new database ``target_database`` (default ``<database>_restored``).
-
-    ``run_key`` picks the backup (default: the newest complete one, or the newest verified one with
-    ``require_verified``). Refuses before creating anything when the manifest is missing or any
-    object fails its checksum; never overwrites a database it did not create; a re-run after
-    success does nothing, after an interruption re-creates the target. Alias ``postgres.restore``.
-    """
-
-    template_fields: Sequence[str] = (
-        "conn_id", "database", "location", "run_key", "target_database", "require_verified", "jobs",
-        "no_owner", "no_privileges",
-    )
-
-    def __init__(self, *, jobs: int | str | None = None, no_owner: bool = False, no_privileges: bool = False, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.jobs = jobs
-        self.no_owner = no_owner
-        self.no_privileges = no_privileges
-
-    def request(self) -> Any:
-        from recovery_provider.hooks.restore import RestoreRequest
-
-        return RestoreRequest(
-            server=self.target(None),
-            store=self.store(),
-            database=self.database,
-            target_database=self.target_name(),
-            run_key=self.run_key or None,
-            require_verified=bool(self.require_verified),
-            jobs=None if self.jobs in (None, "") else int(self.jobs),
-            no_owner=bool(self.no_owner),
-            no_privileges=bool(self.no_privileges),
-            pg_bin_dir=self.pg_bin_dir,
-            connect_attempts=self.connect_attempts,
-            connect_retry_delay=self.retry_delay_seconds,
-        )
-
-    def describe_dry_run(self, context: Any) -> str:
-        from recovery_provider.hooks.restore import choose_backup, default_jobs, plan_restore
-
-        req = self.request()
-        chosen = choose_backup(req)
-        with req.server.connect(attempts=req.connect_attempts, retry_delay=req.connect_retry_delay) as admin:
-            action = plan_restore(req, chosen, admin)
-        if action == "done":
-            return f"nothing: '{req.target_database}' is already a complete restore of {chosen.run_key}"
-        return (f"verify backup {slug(req.database)}/{chosen.run_key} ({chosen.manifest['total_bytes']} bytes) "
-                f"and {'re-create' if action == 'recreate' else 'create'} database '{req.target_database}' "
-                f"on {req.server.where} from it (pg_restore --exit-on-error, jobs="
-                f"{req.jobs or default_jobs(chosen.manifest)}), then ANALYZE")
-
-    def run(self, context: Any) -> Any:
-        from recovery_provider.hooks.restore import run_restore
-
-        return run_restore(self.request(), self.log)
-
-
-class PostgresDrillVerifyOperator(_PostgresOperator):
+class PostgresDrillVerifyOperator(PostgresOperatorBase):
     """Prove a restore equals its source at backup time: row counts and content checksums per table.
 
     Checks ``target_database`` (or, without it, ``database``) on ``conn_id``. Which backup to
@@ -315,7 +203,7 @@ class PostgresDrillVerifyOperator(_PostgresOperator):
         return {"run_key": run_key, "tables": len(actual), "rows": rows, "target_database": self.checked(), "ok": True}
 
 
-class PostgresPromoteOperator(_PostgresOperator):
+class PostgresPromoteOperator(PostgresOperatorBase):
     """Promote a standby with ``pg_promote(wait, wait_seconds)``; a primary already is one (no-op).
 
     Alias ``postgres.promote``. Irreversible: put an approval phase before it in specs.
@@ -357,7 +245,7 @@ class PostgresPromoteOperator(_PostgresOperator):
         return {"promoted": True, "already_primary": False, "wal_lsn": lsn_row[1] if lsn_row else None}
 
 
-class PostgresDropDatabaseOperator(_PostgresOperator):
+class PostgresDropDatabaseOperator(PostgresOperatorBase):
     """Drop databases, by default only ones a restore of this provider created (compensation).
 
     ``database``, or ``databases`` (a list), each prefixed with ``prefix`` (e.g. ``drill_``).
@@ -430,3 +318,10 @@ class PostgresDropDatabaseOperator(_PostgresOperator):
         if not present:
             self.log.info("%s: nothing to drop", self.names())
         return {"dropped": present}
+
+
+
+__all__ = [
+    "PostgresBackupOperator", "PostgresDrillVerifyOperator", "PostgresDropDatabaseOperator", "PostgresPromoteOperator",
+    "PostgresRestoreOperator",
+]

@@ -300,6 +300,8 @@ class _Compiler:
             compensate=self.action(step.compensate, (*path, "compensate")),
             skip_if=self.action(step.skip_if, (*path, "skip_if")),
             path=path,
+            retry_on=tuple(step.retry_on),
+            no_retry_on=tuple(step.no_retry_on),
         )
 
     def phase(self, phase: Phase, index: int) -> PlanPhase:

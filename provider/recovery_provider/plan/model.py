@@ -60,6 +60,8 @@ class PlanStep:
     compensate: PlanAction | None
     skip_if: PlanAction | None
     path: Path
+    retry_on: tuple[str, ...] = ()  # retry_rules: which errors are worth a retry
+    no_retry_on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,10 @@ class Operators:
             extra["queue"] = step.queue
         if max_active:
             extra["max_active_tis_per_dagrun"] = max_active
+        if step.retry_on or step.no_retry_on:  # our operators have the permanent-error policy anyway
+            from recovery_provider.operators.base import ErrorRulesPolicy
+
+            extra["retry_policy"] = ErrorRulesPolicy(step.retry_on, step.no_retry_on)
         if skip_when is not None:
             extra["pre_execute"] = skip_when_done(skip_when, dry_run_aware=getattr(self.operator_class(step), "supports_dry_run", False))
         return self.construct(step, task_id, extra)

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from recovery_provider.retry_rules import check_rules
 from recovery_provider.spec.durations import DURATION_PATTERN, format_duration, parse_duration
 from recovery_provider.spec.expressions import Condition, parse_condition
 from recovery_provider.spec.registry import ALIASES, resolve_uses
@@ -219,8 +220,20 @@ class Step(StepSettings):
         None, description="Idempotency probe: when it reports the work already done, the step is skipped."
     )
     critical: bool = Field(True, description="A non-critical step's failure never fails its phase.")
+    retry_on: Annotated[list[str], BeforeValidator(_as_list)] = Field(
+        default_factory=list,
+        description="Retry only errors matching one of these (exception class names such as "
+        "psycopg.OperationalError, matched with their base classes, or /message patterns/); any other "
+        "error fails the step at once.",
+    )
+    no_retry_on: Annotated[list[str], BeforeValidator(_as_list)] = Field(
+        default_factory=list,
+        description="Errors that fail the step at once, without retries (class names or /message "
+        "patterns/). Corrupt or missing backups, bad arguments and missing connections never retry anyway.",
+    )
 
     _uses_known = field_validator("uses")(_check_uses)
+    _rules_valid = field_validator("retry_on", "no_retry_on")(check_rules)
 
 
 class TargetSource(SpecModel):

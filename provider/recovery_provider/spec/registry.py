@@ -25,7 +25,7 @@ ALIASES: dict[str, str] = {
     "sql": "airflow.providers.common.sql.operators.sql:SQLExecuteQueryOperator",
     # recovery operators and sensors of this provider
     "postgres.backup": f"{_OPS}.postgres:PostgresBackupOperator",
-    "postgres.restore": f"{_OPS}.postgres:PostgresRestoreOperator",
+    "postgres.restore": f"{_OPS}.restore:PostgresRestoreOperator",
     "postgres.drill_verify": f"{_OPS}.postgres:PostgresDrillVerifyOperator",
     "postgres.promote": f"{_OPS}.postgres:PostgresPromoteOperator",
     "postgres.drop_database": f"{_OPS}.postgres:PostgresDropDatabaseOperator",
