@@ -89,7 +89,7 @@ def _rebuilt(current: RunRecord, history: Sequence[TaskRecord]) -> AttemptRecord
     return AttemptRecord(
         number=1, state="failed" if failed else "unknown", start=min(starts, default=None),
         end=max(ends, default=None), not_run_phases=not_run_phases(tasks),
-        failed_phases=sorted({t.phase for t in tasks if t.phase and t.state == "failed"}),
+        failed_phases=sorted({t.phase for t in tasks if t.phase and t.state == "failed" and t.kind != "gate"}),
         tasks=tasks, reconstructed=True,
     )
 
