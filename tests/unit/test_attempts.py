@@ -191,3 +191,19 @@ def test_the_timeline_is_drawn_to_the_run_with_the_rto_off_scale_when_far() -> N
         update={"rto_seconds": 75.0})}))
     assert axis(close).rto_x is not None and not axis(close).rto_off_scale
     assert 'id="rto-line"' in report_html(close)
+
+
+def test_cli_report_shows_the_attempts_and_the_trend_counts_them(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from recovery_provider.cli.main import app
+
+    Ledger(str(tmp_path)).write(recovered())
+    one = CliRunner().invoke(app, ["report", "fan_dr", "incident-7", "--ledger", str(tmp_path)], env={"COLUMNS": "160"})
+    assert one.exit_code == 0, one.output
+    assert "RECOVERED on attempt 2" in one.output and "oncall-anna" in one.output
+    assert "after_fan (attempt 1)  not run" in one.output
+    trend = CliRunner().invoke(app, ["report", "fan_dr", "--ledger", str(tmp_path), "--json"])
+    assert trend.exit_code == 0, trend.output
+    [point] = json.loads(trend.output)["points"]
+    assert (point["attempts"], point["achieved_seconds"]) == (2, 68.0)
