@@ -93,7 +93,28 @@ def print_trend(console: Console, trend: Trend) -> None:
                       _styled(point.state), _styled(point.outcome), seconds(point.achieved_seconds),
                       _styled(point.rto_verdict))
     console.print(table)
+    print_mttr(console, trend)
     if trend.change_seconds is not None:
         direction = "slower" if trend.change_seconds > 0 else "faster"
         console.print(f"latest {seconds(trend.latest_seconds)}: {seconds(abs(trend.change_seconds))} {direction} "
                       f"than the run before; best {seconds(trend.best_seconds)}, worst {seconds(trend.worst_seconds)}")
+
+
+def print_mttr(console: Console, trend: Trend) -> None:
+    """The incidents of the DAG and their mean time to recover, with its direction."""
+    mttr = trend.mttr
+    if mttr is None or not mttr.incidents:
+        return
+    line = f"MTTR {seconds(mttr.mttr_seconds)} over {mttr.resolved} resolved incident(s)"
+    if mttr.unresolved:
+        line += f", {mttr.unresolved} unresolved"
+    if mttr.previous_seconds is not None:
+        line += (f"; recent {seconds(mttr.recent_seconds)} against {seconds(mttr.previous_seconds)} before: "
+                 f"{mttr.direction}")
+    console.print(line, markup=False)
+    table = Table("incident", "runs", "attempts", "started", "time to recover", box=None)
+    for incident in reversed(mttr.incidents):
+        took = seconds(incident.seconds) if incident.resolved else f"unresolved after {seconds(incident.seconds)}"
+        table.add_row(incident.key + (" (drill)" if incident.drill else ""), str(len(incident.runs)),
+                      str(incident.attempts), str(incident.start or "-"), took)
+    console.print(table)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from recovery_provider.evidence.attempts import merge_attempts, not_run_phases
+from recovery_provider.evidence.incidents import INCIDENT_PARAM
 from recovery_provider.evidence.record import (
     ApprovalRecord,
     ClearRecord,
@@ -187,6 +188,7 @@ def build_record(
     if dry_run is None:
         dry_run = bool((conf or {}).get("dry_run", False))
     not_run = not_run_phases(tasks)
+    incident = (conf or {}).get(INCIDENT_PARAM)
     return RunRecord(
         dag_id=dag_id, run_id=run_id, run_type=run_type, state=state, queued_at=queued_at, start=start, end=end,
         achieved_seconds=_duration(queued_at or start, end),
@@ -197,6 +199,7 @@ def build_record(
         dry_run=bool(dry_run), recovery_point=oldest, data_age_seconds=data_age,
         tasks=tasks, approvals=list(approvals), plan=plan,
         recorded_at=now or dt.datetime.now(dt.timezone.utc), clear_number=clear_number,
+        incident=_short(incident, 100) if isinstance(incident, (str, int)) and str(incident).strip() else None,
     )
 
 

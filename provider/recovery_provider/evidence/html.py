@@ -104,5 +104,7 @@ def runs_html(trends: Sequence[Trend], base: str = "") -> str:
         step = CHART_WIDTH / max(len(timed) - 1, 1)
         points = [(i * step, 100 - 100 * (p.achieved_seconds or 0.0) / top, p) for i, p in enumerate(timed)]
         rto_y = 100 - 100 * trend.rto_seconds / top if trend.rto_seconds else None
-        charts.append({"trend": trend, "points": points, "rto_y": rto_y})
+        incidents = trend.mttr.incidents if trend.mttr else []
+        mttr_top = max([i.seconds or 0.0 for i in incidents] + [1.0])
+        charts.append({"trend": trend, "points": points, "rto_y": rto_y, "mttr_top": mttr_top})
     return _env.get_template("runs.html").render(charts=charts, width=CHART_WIDTH, base=base)

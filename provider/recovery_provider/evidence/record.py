@@ -133,6 +133,7 @@ class RunRecord(_Model):
     not_run_phases: list[str] = Field(default_factory=list)  # gates failed only because an upstream phase did
     clear_number: int = 0  # Airflow's count of clears of this run
     attempts: list[AttemptRecord] = Field(default_factory=list)  # oldest first; empty in old records
+    incident: str | None = None  # the run's `incident` param: runs that share it are one incident
 
     @property
     def rto_seconds(self) -> float | None:

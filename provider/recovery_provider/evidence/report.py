@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from recovery_provider.evidence.incidents import Mttr, build_mttr
 from recovery_provider.evidence.record import ApprovalRecord, AttemptRecord, RunRecord, TaskRecord
 
 Verdict = Literal["met", "missed", "no objective", "unknown"]
@@ -110,6 +111,7 @@ class Trend(_Model):
     worst_seconds: float | None
     latest_seconds: float | None
     change_seconds: float | None  # latest - previous achieved time (negative: faster)
+    mttr: Mttr | None = None  # incidents of the DAG and their mean time to recover
 
 
 def judge(target: float | None, achieved: float | None) -> Verdict:
@@ -303,4 +305,5 @@ def build_trend(dag_id: str, records: Sequence[RunRecord]) -> Trend:
         worst_seconds=max(timed, default=None),
         latest_seconds=timed[-1] if timed else None,
         change_seconds=timed[-1] - timed[-2] if len(timed) > 1 else None,
+        mttr=build_mttr(records),
     )
