@@ -14,6 +14,7 @@ from recovery_provider.evidence.ledger import Ledger
 from recovery_provider.evidence.record import RunRecord
 from recovery_provider.evidence.report import build_report
 from tests.support.airflow_cluster import AirflowCluster, AirflowHarnessError, parse_dt
+from tests.support.browser import ARTIFACTS, chromium
 
 pytestmark = pytest.mark.scheduler
 
@@ -99,6 +100,22 @@ def test_fail_fix_clear_the_failed_and_re_run_keeps_both_attempts(cluster: Airfl
     assert {(b.label, b.attempt): b.state for b in report.phases}[("after_fan", 1)] == "not_run"
     page = report_html(report)
     assert 'id="recovered">RECOVERED on attempt 2' in page and 'data-attempt="2"' in page
+    # as a person sees it: both attempts on one axis, the re-run's bars beside the first's
+    from selenium.webdriver.common.by import By
+
+    saved = tmp_path / "report.html"
+    saved.write_text(page)
+    with chromium() as browser:
+        browser.get(saved.as_uri())
+        rows = browser.find_elements(By.CSS_SELECTOR, "#attempts tr")
+        assert len(rows) == 3 and "admin" in rows[2].text
+        assert browser.find_element(By.ID, "recovered").text.startswith("RECOVERED on attempt 2")
+        bands = browser.find_elements(By.CSS_SELECTOR, "#timeline rect.attempt")
+        assert len(bands) == 2
+        first_band, second_band = (float(b.get_attribute("x") or 0) for b in bands)
+        assert second_band > first_band
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        assert browser.save_screenshot(str(ARTIFACTS / "evidence-rerun.png"))
 
 
 @pytest.mark.xfail(strict=True, raises=AirflowHarnessError, reason="apache/airflow#70368: Airflow 3.3 cannot clear a run whose DAG has a "
