@@ -77,7 +77,8 @@ def test_fail_fix_clear_the_failed_and_re_run_keeps_both_attempts(cluster: Airfl
                           for t in cleared["task_instances"])
     assert api.wait_for_run(DAG, run_id, timeout=180) == "success", cluster.describe_run(DAG, run_id)
     final_run = api.dag_run(DAG, run_id)
-    assert final_run["note"] == "RECOVERED on attempt 2: every phase succeeded after the re-run"
+    assert final_run["note"] == ("RECOVERED on attempt 2: every phase succeeded after the re-run "
+                                 "(before: FAILED in phase(s) fan; not run: after_fan)")
 
     record = recorded(cluster, run_id, 2)
     one, two = record.attempts

@@ -83,6 +83,12 @@ def test_the_note_says_on_which_attempt_a_re_run_recovered() -> None:
     assert run_note(partial, 3, "fan: 1 of 3 failed").startswith("RECOVERED on attempt 3, PARTIAL - ")
     failed = run_outcome({}, {"fan": "failed"}, {"fan.each.work_1": "failed", "fan.gate": "failed"})
     assert run_note(failed, attempt=2) == "FAILED on attempt 2 in phase(s) fan"
+    # the earlier attempt's note (ours) says how it failed; a person's own note is not quoted
+    before = "FAILED in phase(s) fan; not run: after_fan"
+    assert run_note(ok, 2, before=before) == (
+        "RECOVERED on attempt 2: every phase succeeded after the re-run (before: FAILED in phase(s) fan; not run: after_fan)")
+    assert run_note(ok, 2, before="call Anna") == "RECOVERED on attempt 2: every phase succeeded after the re-run"
+    assert run_note(failed, 2, before=before) == "FAILED on attempt 2 in phase(s) fan"
 
 
 @pytest.mark.parametrize(

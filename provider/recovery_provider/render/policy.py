@@ -114,10 +114,14 @@ def run_outcome(
             "failed_tasks": failed_tasks}
 
 
-def run_note(result: Mapping[str, Any], attempt: int = 1, details: str = "") -> str | None:
+def run_note(result: Mapping[str, Any], attempt: int = 1, details: str = "", before: str | None = None) -> str | None:
     """The run's note (where the UI shows it) for the verdict of :func:`run_outcome`: names only the
-    phases that failed; after a successful re-run, on which attempt the recovery succeeded."""
+    phases that failed; after a successful re-run, on which attempt the recovery succeeded and, from
+    the note an earlier attempt left (``before``, when it is one of ours), how that attempt failed."""
     again = f" on attempt {attempt}" if attempt > 1 else ""
+    if attempt > 1 and result["outcome"] != "failed" and before and before.startswith("FAILED"):
+        note = run_note(result, attempt, details)
+        return f"{note} (before: {before[:200]})" if note else None
     if result["outcome"] == "failed":
         where = [f"phase(s) {', '.join(result['failed_phases'])}"] if result["failed_phases"] else []
         where += [", ".join(result.get("failed_tasks") or [])] if result.get("failed_tasks") else []

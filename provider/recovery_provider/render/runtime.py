@@ -166,7 +166,7 @@ def outcome(gate_ids: list[str], plan: Plan | None = None, **context: Any) -> di
         f"{phase}: {verdicts[f'{phase}.gate'].get('reason', '')}" for phase in result["partial_phases"]
         if verdicts.get(f"{phase}.gate")
     )
-    note = run_note(result, attempt, details)
+    note = run_note(result, attempt, details, _run_note(context) if attempt > 1 else None)
     if note:
         _note_run(context, note)
     if result["outcome"] == "failed":
@@ -201,15 +201,27 @@ def plan_evidence(plan: Plan, context: Any) -> dict[str, Any]:
     }
 
 
-def _note_run(context: Any, note: str) -> None:
-    """Put the verdict on the DAG run's note, where the UI shows it; best effort, never fails the run."""
+def _run_path(context: Any) -> str:
     from urllib.parse import quote
 
     ti = context["ti"]
+    return f"/dags/{quote(ti.dag_id, safe='')}/dagRuns/{quote(ti.run_id, safe='')}"
+
+
+def _run_note(context: Any) -> str | None:
+    """The run's note as an earlier attempt left it (the task context does not carry it); best effort."""
     try:
-        _api_from_connection().request(
-            "PATCH", f"/dags/{quote(ti.dag_id, safe='')}/dagRuns/{quote(ti.run_id, safe='')}", json={"note": note}
-        )
+        note = _api_from_connection().request("GET", _run_path(context)).json().get("note")
+    except Exception as exc:
+        log.warning("could not read the run note: %s", exc)
+        return None
+    return note if isinstance(note, str) else None
+
+
+def _note_run(context: Any, note: str) -> None:
+    """Put the verdict on the DAG run's note, where the UI shows it; best effort, never fails the run."""
+    try:
+        _api_from_connection().request("PATCH", _run_path(context), json={"note": note})
     except Exception as exc:  # the verdict is in the log and XCom already
         log.warning("could not set the run note (%s): %s", note, exc)
 
