@@ -119,4 +119,9 @@ def test_chromium_renders_the_report_and_the_runs_page(evidence_runs: EvidenceRu
     sections = [h.text for h in browser.find_elements(By.TAG_NAME, "h2")]
     assert sections == ["evidence_check", "evidence_drill"]
     assert len(browser.find_elements(By.CSS_SELECTOR, "svg.trend circle")) == 4  # two runs of each: trend lines
+    # every run stands alone here (no `incident` param): each is an incident; the stopped drill never recovered
+    assert browser.find_element(By.ID, "mttr-evidence_check").text.startswith("MTTR ")
+    assert "2 resolved incident(s)" in browser.find_element(By.ID, "mttr-evidence_check").text
+    assert "1 resolved incident(s), 1 unresolved" in browser.find_element(By.ID, "mttr-evidence_drill").text
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.mttr rect.incident")) == 4
     assert browser.save_screenshot(str(ARTIFACTS / "evidence-runs.png"))

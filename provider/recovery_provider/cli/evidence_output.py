@@ -56,10 +56,25 @@ def print_report(console: Console, report: Report) -> None:
     console.print(table)
     if report.partial_phases:
         console.print(f"[yellow]PARTIAL[/]: failures accepted in {', '.join(report.partial_phases)}")
+    if report.not_run_phases:
+        console.print(f"not run (a phase before them failed): {', '.join(report.not_run_phases)}", markup=False)
+    if len(report.attempts) > 1:
+        attempts = Table("attempt", "from", "took", "state", "failed phases", "cleared by", "re-ran", box=None)
+        for a in report.attempts:
+            attempts.add_row(str(a.number) + (" (rebuilt)" if a.reconstructed else ""), f"+{seconds(a.offset)}",
+                             seconds(a.length), _styled(a.state), ", ".join(a.failed_phases) or "-",
+                             (a.cleared_by or "?") if a.number > 1 else "-",
+                             f"{len(a.rerun)} task(s)" if a.number > 1 else "(first run)")
+        console.print(attempts)
+        if report.attempts[-1].state == "success":
+            console.print(f"[green]RECOVERED[/] on attempt {report.attempts[-1].number}; achieved "
+                          f"{seconds(report.rto.achieved_seconds)} from the first attempt's queue to the final end")
     phases = Table("phase", "state", "start", "actual", "planned", box=None)
     for bar in report.phases:
         planned = seconds(bar.planned[1] - bar.planned[0]) if bar.planned else "-"
-        phases.add_row(bar.label, _styled(bar.state), f"+{seconds(bar.offset)}", seconds(bar.length), planned)
+        label = bar.label + (f" (attempt {bar.attempt})" if len(report.attempts) > 1 else "")
+        phases.add_row(label, _styled("not run" if bar.state == "not_run" else bar.state), f"+{seconds(bar.offset)}",
+                       seconds(bar.length), planned)
     console.print(phases)
     for line in timeline_lines(report, max(20, min(60, console.width - 50))):
         console.print(line, markup=False, highlight=False)
@@ -85,7 +100,28 @@ def print_trend(console: Console, trend: Trend) -> None:
                       _styled(point.state), _styled(point.outcome), seconds(point.achieved_seconds),
                       _styled(point.rto_verdict))
     console.print(table)
+    print_mttr(console, trend)
     if trend.change_seconds is not None:
         direction = "slower" if trend.change_seconds > 0 else "faster"
         console.print(f"latest {seconds(trend.latest_seconds)}: {seconds(abs(trend.change_seconds))} {direction} "
                       f"than the run before; best {seconds(trend.best_seconds)}, worst {seconds(trend.worst_seconds)}")
+
+
+def print_mttr(console: Console, trend: Trend) -> None:
+    """The incidents of the DAG and their mean time to recover, with its direction."""
+    mttr = trend.mttr
+    if mttr is None or not mttr.incidents:
+        return
+    line = f"MTTR {seconds(mttr.mttr_seconds)} over {mttr.resolved} resolved incident(s)"
+    if mttr.unresolved:
+        line += f", {mttr.unresolved} unresolved"
+    if mttr.previous_seconds is not None:
+        line += (f"; recent {seconds(mttr.recent_seconds)} against {seconds(mttr.previous_seconds)} before: "
+                 f"{mttr.direction}")
+    console.print(line, markup=False)
+    table = Table("incident", "runs", "attempts", "started", "time to recover", box=None)
+    for incident in reversed(mttr.incidents):
+        took = seconds(incident.seconds) if incident.resolved else f"unresolved after {seconds(incident.seconds)}"
+        table.add_row(incident.key + (" (drill)" if incident.drill else ""), str(len(incident.runs)),
+                      str(incident.attempts), str(incident.start or "-"), took)
+    console.print(table)

@@ -13,7 +13,16 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from recovery_provider.evidence.record import ApprovalRecord, PlanEvidence, RunRecord, TaskKind, TaskRecord
+from recovery_provider.evidence.attempts import merge_attempts, not_run_phases
+from recovery_provider.evidence.incidents import INCIDENT_PARAM
+from recovery_provider.evidence.record import (
+    ApprovalRecord,
+    ClearRecord,
+    PlanEvidence,
+    RunRecord,
+    TaskKind,
+    TaskRecord,
+)
 from recovery_provider.evidence.restores import restore_line
 from recovery_provider.plan.layout import GATE, OUTCOME
 from recovery_provider.plan.model import PROBE_SUFFIX, RESERVED_TOP_LEVEL, UNDO_SUFFIX
@@ -143,6 +152,26 @@ def _duration(start: dt.datetime | None, end: dt.datetime | None) -> float | Non
     return (end - start).total_seconds() if start and end else None
 
 
+def task_records(
+    task_rows: Iterable[Mapping[str, Any]], *, upstream: Mapping[str, Iterable[str]],
+    labels: Mapping[str, list[str]] | None = None, layout: LayoutRecord | None = None,
+) -> list[TaskRecord]:
+    """Task records from task-instance columns (of ``task_instance`` or ``task_instance_history``)."""
+    tasks = []
+    for row in task_rows:
+        task_id = str(row["task_id"])
+        phase, kind = task_kind(task_id, layout)
+        map_index = int(row.get("map_index", -1))
+        tasks.append(TaskRecord(
+            task_id=task_id, map_index=map_index,
+            target=_label(task_id, map_index, row.get("rendered_map_index"), labels or {}),
+            phase=phase, kind=kind, state=row.get("state"), start=row.get("start_date"), end=row.get("end_date"),
+            duration=row.get("duration"), tries=int(row.get("try_number") or 0), operator=row.get("operator"),
+            upstream=sorted(upstream.get(task_id, ())),
+        ))
+    return tasks
+
+
 def build_record(
     *,
     dag_id: str,
@@ -162,20 +191,14 @@ def build_record(
     evidence: Mapping[str, Any] | None,
     conf: Mapping[str, Any] | None,
     now: dt.datetime | None = None,
+    clear_number: int = 0,
 ) -> RunRecord:
-    """The record from plain values (testable without Airflow): rows are task-instance columns."""
-    tasks = []
-    for row in task_rows:
-        task_id = str(row["task_id"])
-        phase, kind = task_kind(task_id, layout)
-        map_index = int(row.get("map_index", -1))
-        tasks.append(TaskRecord(
-            task_id=task_id, map_index=map_index,
-            target=_label(task_id, map_index, row.get("rendered_map_index"), labels or {}),
-            phase=phase, kind=kind, state=row.get("state"), start=row.get("start_date"), end=row.get("end_date"),
-            duration=row.get("duration"), tries=int(row.get("try_number") or 0), operator=row.get("operator"),
-            upstream=sorted(upstream.get(task_id, ())),
-        ))
+    """The record from plain values (testable without Airflow): rows are task-instance columns.
+
+    Phases that never ran (their gate failed only because an upstream phase did) are kept apart
+    from the failed ones, whatever the outcome task said.
+    """
+    tasks = task_records(task_rows, upstream=upstream, labels=labels, layout=layout)
     step_results = list(step_results)
     points = recovery_points(step_results)
     oldest = min(points, default=None)
@@ -186,16 +209,20 @@ def build_record(
     dry_run = evidence.get("dry_run")
     if dry_run is None:
         dry_run = bool((conf or {}).get("dry_run", False))
+    not_run = not_run_phases(tasks)
+    incident = (conf or {}).get(INCIDENT_PARAM)
     return RunRecord(
         dag_id=dag_id, run_id=run_id, run_type=run_type, state=state, queued_at=queued_at, start=start, end=end,
-        achieved_seconds=_duration(start, end),
+        achieved_seconds=_duration(queued_at or start, end),
         outcome=verdict.get("outcome"),
-        failed_phases=list(verdict.get("failed_phases") or []),
+        failed_phases=[p for p in verdict.get("failed_phases") or [] if p not in not_run],
         partial_phases=list(verdict.get("partial_phases") or []),
+        not_run_phases=not_run,
         dry_run=bool(dry_run), recovery_point=oldest, data_age_seconds=data_age,
         **pitr_measures(step_results),
         tasks=tasks, approvals=list(approvals), plan=plan, restores=list(restores),
-        recorded_at=now or dt.datetime.now(dt.timezone.utc),
+        recorded_at=now or dt.datetime.now(dt.timezone.utc), clear_number=clear_number,
+        incident=_short(incident, 100) if isinstance(incident, (str, int)) and str(incident).strip() else None,
     )
 
 
@@ -265,4 +292,43 @@ def collect(dag_run: Any, session: Any) -> RunRecord:
         restores=[line for line in restores if line],
         evidence=evidence if isinstance(evidence, Mapping) else None,
         conf=dag_run.conf if isinstance(dag_run.conf, Mapping) else None,
+        clear_number=int(getattr(dag_run, "clear_number", 0) or 0),
     )
+
+
+CLEAR_EVENTS = ("post_clear_task_instances", "clear_dag_run", "clear_dag_runs")  # the REST API's (and UI's) clears
+
+
+def collect_run(dag_run: Any, session: Any, previous: RunRecord | None) -> RunRecord:
+    """The ended run with all its attempts: ``previous`` is the ledger's record of it, if any.
+
+    A re-run (the run was cleared) also reads who cleared it from Airflow's audit log, and, when
+    the ledger holds nothing of the earlier attempts, their tries from the task instance history.
+    """
+    record = collect(dag_run, session)
+    if record.clear_number == 0:
+        return merge_attempts(previous, record)
+    from airflow.models.log import Log
+    from airflow.models.taskinstancehistory import TaskInstanceHistory as TIH
+    from sqlalchemy import select
+
+    clears = [
+        ClearRecord(by=owner, at=when, event=event)
+        for owner, when, event in session.execute(
+            select(Log.owner, Log.dttm, Log.event)
+            .where(Log.dag_id == dag_run.dag_id, Log.run_id == dag_run.run_id, Log.event.in_(CLEAR_EVENTS))
+            .order_by(Log.dttm.desc()).limit(50)
+        ).all()
+    ]
+    history: list[TaskRecord] = []
+    if previous is None:
+        rows = session.execute(
+            select(TIH.task_id, TIH.map_index, TIH.rendered_map_index, TIH.state, TIH.start_date, TIH.end_date,
+                   TIH.duration, TIH.try_number, TIH.operator)
+            .where(TIH.dag_id == dag_run.dag_id, TIH.run_id == dag_run.run_id)
+        ).mappings().all()
+        history = task_records(
+            rows, upstream={t: list(task.upstream_task_ids) for t, task in dag_run.dag.task_dict.items()},
+            layout=recorded_layout(dag_run.dag),
+        )
+    return merge_attempts(previous, record, history=history, clears=clears)

@@ -72,7 +72,8 @@ class Ledger:
         return self.root / _name(dag_id) / (_name(run_id) + SUFFIX)
 
     def write(self, record: RunRecord) -> str:
-        """Store (or replace: a re-run run ends again) the record of one run; returns where."""
+        """Store the record of one run; returns where. A re-run ends the run again: the listener
+        passes the record with every attempt (see evidence/attempts.py), so nothing is lost."""
         path = self._path(record.dag_id, record.run_id)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,6 +93,17 @@ class Ledger:
                 f"no record of run '{run_id}' of '{dag_id}' in the ledger at {self.location}: "
                 f"list the recorded runs with `recovery report {dag_id}`"
             ) from None
+        except OSError as exc:
+            raise LedgerError(f"cannot read {path}: {exc}") from exc
+        return self._parse(text, path)
+
+    def find(self, dag_id: str, run_id: str) -> RunRecord | None:
+        """The record of one run, or None when there is none yet."""
+        path = self._path(dag_id, run_id)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return None
         except OSError as exc:
             raise LedgerError(f"cannot read {path}: {exc}") from exc
         return self._parse(text, path)

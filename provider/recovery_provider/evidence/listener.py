@@ -17,20 +17,29 @@ log = logging.getLogger(__name__)
 
 
 def record_run(dag_run: Any) -> str | None:
-    """Write the ended run's record; returns where, or None when the DAG is not a recovery DAG."""
+    """Write the ended run's record; returns where, or None when the DAG is not a recovery DAG.
+
+    Append-only per run: a run that ends again after a clear keeps the attempts recorded before.
+    """
     from sqlalchemy.orm import object_session
 
-    from recovery_provider.evidence.collect import collect, is_recovery_dag
-    from recovery_provider.evidence.ledger import Ledger
+    from recovery_provider.evidence.collect import collect_run, is_recovery_dag
+    from recovery_provider.evidence.ledger import Ledger, LedgerError
 
     if not is_recovery_dag(getattr(dag_run, "dag", None)):
         return None
+    ledger = Ledger()
+    try:
+        previous = ledger.find(dag_run.dag_id, dag_run.run_id)
+    except LedgerError as exc:  # unreadable: its attempts are rebuilt from Airflow's history
+        log.warning("recovery ledger: %s", exc)
+        previous = None
     session = object_session(dag_run)
     if session is None:
         from airflow.utils.session import create_session
 
         with create_session() as own:
-            record = collect(dag_run, own)
+            record = collect_run(dag_run, own, previous)
     else:
         # A savepoint on the connection, not the session: Airflow forbids session commits inside
         # the scheduler loop (and a released session savepoint counts as one). No autoflush: the
@@ -38,10 +47,10 @@ def record_run(dag_run: Any) -> str | None:
         savepoint = session.connection().begin_nested()
         try:
             with session.no_autoflush:
-                record = collect(dag_run, session)
+                record = collect_run(dag_run, session, previous)
         finally:
             savepoint.rollback()  # we only read; a failed read must not abort the scheduler's transaction
-    return Ledger().write(record)
+    return ledger.write(record)
 
 
 def _record(dag_run: Any) -> None:

@@ -69,8 +69,48 @@ class PlanEvidence(_Model):
     assumptions: list[str] = Field(default_factory=list)
 
 
+class ClearRecord(_Model):
+    """A clear that started a re-run, as Airflow's audit log (the ``log`` table) tells it."""
+
+    by: str | None = None  # the user; None when the log did not say
+    at: dt.datetime | None = None
+    event: str | None = None  # post_clear_task_instances, clear_dag_run, ...
+
+
+class AttemptRecord(_Model):
+    """One attempt of a run: its first run, or a re-run after task instances were cleared.
+
+    ``tasks`` are the task instances this attempt decided (a re-run: those cleared, as they ended
+    again); those it did not touch keep their earlier attempt's record.
+    """
+
+    number: int  # 1: the first run; n: the (n-1)th re-run (Airflow's clear_number + 1)
+    state: str
+    outcome: str | None = None
+    queued_at: dt.datetime | None = None
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    failed_phases: list[str] = Field(default_factory=list)
+    partial_phases: list[str] = Field(default_factory=list)
+    not_run_phases: list[str] = Field(default_factory=list)
+    tasks: list[TaskRecord] = Field(default_factory=list)
+    cleared: ClearRecord | None = None  # what started this attempt (attempts after the first)
+    reconstructed: bool = False  # rebuilt from Airflow's task instance history: the ledger missed its end
+
+    @property
+    def first_time(self) -> dt.datetime | None:
+        """When this attempt was asked for: queued, else started."""
+        return self.queued_at or self.start
+
+
 class RunRecord(_Model):
-    """One run of a recovery DAG: the evidence the report and the runs page are made of."""
+    """One run of a recovery DAG: the evidence the report and the runs page are made of.
+
+    The run's fields describe it as it finally ended (``tasks``: every task instance's last try);
+    ``attempts`` keep each attempt, oldest first, so a re-run never overwrites the failure before
+    it. ``achieved_seconds`` runs from the first attempt's queued time to the final end: the time
+    the recovery really took, however many re-runs it needed.
+    """
 
     schema_version: int = SCHEMA_VERSION
     dag_id: str
@@ -80,7 +120,7 @@ class RunRecord(_Model):
     queued_at: dt.datetime | None = None
     start: dt.datetime | None = None
     end: dt.datetime | None = None
-    achieved_seconds: float | None = None  # end - start: the recovery time this run achieved
+    achieved_seconds: float | None = None  # end - first queued: the recovery time this run achieved
     outcome: str | None = None  # ok | partial | failed, from the outcome task (None: it did not decide)
     failed_phases: list[str] = Field(default_factory=list)
     partial_phases: list[str] = Field(default_factory=list)
@@ -94,10 +134,21 @@ class RunRecord(_Model):
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     plan: PlanEvidence | None = None
     recorded_at: dt.datetime
+    # additive (schema 1 records without them still load)
+    not_run_phases: list[str] = Field(default_factory=list)  # gates failed only because an upstream phase did
+    clear_number: int = 0  # Airflow's count of clears of this run
+    attempts: list[AttemptRecord] = Field(default_factory=list)  # oldest first; empty in old records
+    incident: str | None = None  # the run's `incident` param: runs that share it are one incident
 
     @property
     def rto_seconds(self) -> float | None:
         return self.plan.rto_seconds if self.plan else None
+
+    @property
+    def first_queued_at(self) -> dt.datetime | None:
+        """When the recovery was first asked for: the first attempt's queued (else start) time."""
+        first = self.attempts[0] if self.attempts else None
+        return (first.first_time if first else None) or self.queued_at or self.start
 
     @property
     def rpo_seconds(self) -> float | None:

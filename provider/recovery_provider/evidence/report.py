@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from recovery_provider.evidence.record import ApprovalRecord, RunRecord, TaskRecord
+from recovery_provider.evidence.incidents import Mttr, build_mttr
+from recovery_provider.evidence.record import ApprovalRecord, AttemptRecord, RunRecord, TaskRecord
 
 Verdict = Literal["met", "missed", "no objective", "unknown"]
 FAILED_STATES = frozenset({"failed", "upstream_failed"})
@@ -29,11 +30,28 @@ class Bar(_Model):
     phase: str | None
     kind: str
     state: str | None
-    offset: float  # seconds from the run's start
+    offset: float  # seconds from the run's first queued time (the origin of every attempt)
     length: float  # seconds
     tries: int = 0
     critical: bool = False  # on the run's actual critical path
-    planned: tuple[float, float] | None = None  # phases: the estimate's window
+    planned: tuple[float, float] | None = None  # phases: the estimate's window, on the same axis
+    attempt: int = 1  # which attempt of the run this bar belongs to
+
+
+class AttemptView(_Model):
+    """One attempt of the run on the report's time axis: the first run, or a re-run after a clear."""
+
+    number: int
+    state: str
+    outcome: str | None
+    offset: float  # seconds from the run's first queued time
+    length: float
+    failed_phases: list[str]
+    not_run_phases: list[str]
+    rerun: list[str]  # the task instances this attempt ran (a re-run: what was cleared)
+    cleared_by: str | None = None
+    cleared_at: dt.datetime | None = None
+    reconstructed: bool = False
 
 
 class Objective(_Model):
@@ -69,6 +87,10 @@ class Report(_Model):
     # point-in-time restores: target - last restored commit, judged against the spec's RPO
     achieved_rpo: Objective | None = None
     restore_seconds: float | None = None
+    not_run_phases: list[str] = Field(default_factory=list)
+    attempts: list[AttemptView] = Field(default_factory=list)  # oldest first; one for a run never re-run
+    earlier_tasks: list[Bar] = Field(default_factory=list)  # tries of earlier attempts a re-run superseded
+    origin: dt.datetime | None = None  # time 0 of every offset: the first attempt's queued time
 
 
 class TrendPoint(_Model):
@@ -80,6 +102,7 @@ class TrendPoint(_Model):
     rto_seconds: float | None
     rto_verdict: Verdict
     dry_run: bool
+    attempts: int = 1  # 2 and more: re-run after a clear; achieved counts from the first attempt
 
 
 class Trend(_Model):
@@ -92,6 +115,7 @@ class Trend(_Model):
     worst_seconds: float | None
     latest_seconds: float | None
     change_seconds: float | None  # latest - previous achieved time (negative: faster)
+    mttr: Mttr | None = None  # incidents of the DAG and their mean time to recover
 
 
 def judge(target: float | None, achieved: float | None) -> Verdict:
@@ -103,9 +127,20 @@ def judge(target: float | None, achieved: float | None) -> Verdict:
 
 
 def _offset(record: RunRecord, when: dt.datetime | None) -> float:
-    if when is None or record.start is None:
+    origin = record.first_queued_at
+    if when is None or origin is None:
         return 0.0
-    return max(0.0, (when - record.start).total_seconds())
+    return max(0.0, (when - origin).total_seconds())
+
+
+def attempts_of(record: RunRecord) -> list[AttemptRecord]:
+    """The record's attempts; a record written before attempts were kept is one attempt."""
+    if record.attempts:
+        return list(record.attempts)
+    return [AttemptRecord(number=record.clear_number + 1, state=record.state, outcome=record.outcome,
+                          queued_at=record.queued_at, start=record.start, end=record.end,
+                          failed_phases=list(record.failed_phases), partial_phases=list(record.partial_phases),
+                          not_run_phases=list(record.not_run_phases), tasks=list(record.tasks))]
 
 
 def _label(task: TaskRecord) -> str:
@@ -155,12 +190,16 @@ def critical_path(tasks: Sequence[TaskRecord]) -> list[TaskRecord]:
     return list(reversed(path))
 
 
-def _phase_bars(record: RunRecord, tasks: Iterable[TaskRecord]) -> list[Bar]:
+def _phase_bars(record: RunRecord, tasks: Iterable[TaskRecord], attempt: AttemptRecord) -> list[Bar]:
+    """One bar per phase the attempt touched; the planned windows (seconds from the run start) are
+    shifted onto the report's axis and drawn with the first attempt only."""
     windows: dict[str, list[TaskRecord]] = {}
     for task in tasks:
         if task.phase is not None:
             windows.setdefault(task.phase, []).append(task)
-    planned = record.plan.phase_windows if record.plan else {}
+    first = attempts_of(record)[0]
+    planned = record.plan.phase_windows if record.plan and attempt.number == first.number else {}
+    shift = _offset(record, first.start)
     bars = []
     for phase, members in windows.items():
         ran = [t for t in members if t.start is not None and t.end is not None]
@@ -169,22 +208,49 @@ def _phase_bars(record: RunRecord, tasks: Iterable[TaskRecord]) -> list[Bar]:
         end = max((t.end for t in ran if t.end), default=None)
         offset = _offset(record, start)
         length = (end - start).total_seconds() if start and end else 0.0
-        bars.append(Bar(label=phase, phase=phase, kind="phase", state=gate.state if gate else None,
-                        offset=offset, length=length, planned=planned.get(phase)))
+        state = "not_run" if phase in attempt.not_run_phases else gate.state if gate else None
+        window = planned.get(phase)
+        bars.append(Bar(label=phase, phase=phase, kind="phase", state=state, offset=offset, length=length,
+                        planned=(window[0] + shift, window[1] + shift) if window else None, attempt=attempt.number))
     bars.sort(key=lambda b: (b.offset if b.length or b.state else float("inf"), b.label))
     return bars
+
+
+def _task_bar(record: RunRecord, task: TaskRecord, attempt: int, critical: bool = False) -> Bar:
+    return Bar(label=_label(task), phase=task.phase, kind=task.kind, state=task.state,
+               offset=_offset(record, task.start),
+               length=(task.end - task.start).total_seconds() if task.start and task.end else 0.0,
+               tries=task.tries, critical=critical, attempt=attempt)
+
+
+def _by_start(tasks: Iterable[TaskRecord]) -> list[TaskRecord]:
+    latest = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+    return sorted(tasks, key=lambda t: (t.start is None, t.start or latest, t.key))
+
+
+def _attempt_view(record: RunRecord, attempt: AttemptRecord, is_first: bool) -> AttemptView:
+    begin = attempt.first_time
+    return AttemptView(
+        number=attempt.number, state=attempt.state, outcome=attempt.outcome, offset=_offset(record, begin),
+        length=(attempt.end - begin).total_seconds() if attempt.end and begin else 0.0,
+        failed_phases=list(attempt.failed_phases), not_run_phases=list(attempt.not_run_phases),
+        rerun=[] if is_first else [_label(t) for t in _by_start(attempt.tasks) if t.kind != "control"],
+        cleared_by=attempt.cleared.by if attempt.cleared else None,
+        cleared_at=attempt.cleared.at if attempt.cleared else None, reconstructed=attempt.reconstructed,
+    )
 
 
 def build_report(record: RunRecord) -> Report:
     path = critical_path(record.tasks)
     on_path = {t.key for t in path}
-    tasks = sorted(record.tasks, key=lambda t: (t.start is None, t.start or dt.datetime.max.replace(tzinfo=dt.timezone.utc), t.key))
-    bars = [
-        Bar(label=_label(t), phase=t.phase, kind=t.kind, state=t.state, offset=_offset(record, t.start),
-            length=(t.end - t.start).total_seconds() if t.start and t.end else 0.0, tries=t.tries,
-            critical=t.key in on_path)
-        for t in tasks
-    ]
+    tasks = _by_start(record.tasks)
+    attempts = attempts_of(record)
+    decided_in = {t.key: a.number for a in attempts for t in a.tasks}  # the last attempt that ran each
+    bars = [_task_bar(record, t, decided_in.get(t.key, attempts[-1].number), t.key in on_path) for t in tasks]
+    final = {(t.key, t.start) for t in record.tasks}
+    earlier = [_task_bar(record, t, a.number) for a in attempts[:-1] for t in _by_start(a.tasks)
+               if (t.key, t.start) not in final]
+    phases = [bar for a in attempts for bar in _phase_bars(record, a.tasks, a)]
     failures = [
         f"{_label(t)}: {t.state}" + (f" after {t.tries} tries" if t.tries > 1 else "")
         for t in tasks if t.state in FAILED_STATES and t.kind not in ("gate", "control")
@@ -206,7 +272,7 @@ def build_report(record: RunRecord) -> Report:
         planned_scenario=plan.scenario if plan else None,
         critical_path=[_label(t) for t in path],
         planned_critical_path=list(plan.critical_path) if plan else [],
-        phases=_phase_bars(record, record.tasks),
+        phases=phases,
         tasks=bars,
         failures=failures,
         partial_phases=list(record.partial_phases),
@@ -218,6 +284,10 @@ def build_report(record: RunRecord) -> Report:
         assumptions=list(plan.assumptions) if plan else [],
         achieved_rpo=_achieved_rpo(record),
         restore_seconds=record.restore_seconds,
+        not_run_phases=list(record.not_run_phases),
+        attempts=[_attempt_view(record, a, i == 0) for i, a in enumerate(attempts)],
+        earlier_tasks=earlier,
+        origin=record.first_queued_at,
     )
 
 
@@ -235,7 +305,8 @@ def build_trend(dag_id: str, records: Sequence[RunRecord]) -> Trend:
     points = [
         TrendPoint(run_id=r.run_id, start=r.start, state=r.state, outcome=r.outcome,
                    achieved_seconds=r.achieved_seconds, rto_seconds=r.rto_seconds,
-                   rto_verdict=judge(r.rto_seconds, r.achieved_seconds), dry_run=r.dry_run)
+                   rto_verdict=judge(r.rto_seconds, r.achieved_seconds), dry_run=r.dry_run,
+                   attempts=max(len(r.attempts), 1))
         for r in ordered
     ]
     timed = [p.achieved_seconds for p in points if p.achieved_seconds is not None]
@@ -249,4 +320,5 @@ def build_trend(dag_id: str, records: Sequence[RunRecord]) -> Trend:
         worst_seconds=max(timed, default=None),
         latest_seconds=timed[-1] if timed else None,
         change_seconds=timed[-1] - timed[-2] if len(timed) > 1 else None,
+        mttr=build_mttr(records),
     )

@@ -87,12 +87,52 @@ def _percent_allowed(policy: FailurePolicy, total: int) -> int:
     return int(total * percent / 100 + 1e-9)
 
 
-def run_outcome(gates: Mapping[str, Mapping[str, Any] | None], gate_states: Mapping[str, str | None]) -> dict[str, Any]:
-    """The run's verdict from its phase gates: failed if any gate failed, partial if any was partial."""
+def run_outcome(
+    gates: Mapping[str, Mapping[str, Any] | None],
+    gate_states: Mapping[str, str | None],
+    task_states: Mapping[str, str | None] | None = None,
+) -> dict[str, Any]:
+    """The run's verdict from its phase gates: failed if any gate failed, partial if any was partial.
+
+    With the states of every task of the run (keys as the execution API gives them), a phase whose
+    gate failed although none of its own tasks did never ran (a phase before it failed): it goes to
+    ``not_run_phases``, not ``failed_phases``. Failed tasks outside every phase (the preflight, a
+    `finally` step) are named in ``failed_tasks``.
+    """
     failed = sorted(p for p, s in gate_states.items() if s in FAILED)
     partial = sorted(p for p, v in gates.items() if v and v.get("outcome") == "partial")
-    outcome = "failed" if failed else ("partial" if partial else "ok")
-    return {"outcome": outcome, "failed_phases": failed, "partial_phases": partial}
+    not_run: list[str] = []
+    failed_tasks: list[str] = []
+    if task_states is not None:
+        failed_inside = {key.split(".", 1)[0] for key, state in task_states.items()
+                         if "." in key and state == "failed" and key.split(".", 1)[0] + ".gate" != key}
+        not_run = [p for p in failed if p not in failed_inside]
+        failed = [p for p in failed if p in failed_inside]
+        failed_tasks = sorted(k for k, s in task_states.items() if "." not in k and s == "failed")
+    outcome = "failed" if failed or not_run else ("partial" if partial else "ok")
+    return {"outcome": outcome, "failed_phases": failed, "partial_phases": partial, "not_run_phases": not_run,
+            "failed_tasks": failed_tasks}
+
+
+def run_note(result: Mapping[str, Any], attempt: int = 1, details: str = "", before: str | None = None) -> str | None:
+    """The run's note (where the UI shows it) for the verdict of :func:`run_outcome`: names only the
+    phases that failed; after a successful re-run, on which attempt the recovery succeeded and, from
+    the note an earlier attempt left (``before``, when it is one of ours), how that attempt failed."""
+    again = f" on attempt {attempt}" if attempt > 1 else ""
+    if attempt > 1 and result["outcome"] != "failed" and before and before.startswith("FAILED"):
+        note = run_note(result, attempt, details)
+        return f"{note} (before: {before[:200]})" if note else None
+    if result["outcome"] == "failed":
+        where = [f"phase(s) {', '.join(result['failed_phases'])}"] if result["failed_phases"] else []
+        where += [", ".join(result.get("failed_tasks") or [])] if result.get("failed_tasks") else []
+        note = f"FAILED{again} in {'; '.join(where)}" if where else f"FAILED{again}"
+        if result.get("not_run_phases"):
+            note += f"; not run: {', '.join(result['not_run_phases'])}"
+        return note
+    if result["outcome"] == "partial":
+        head = f"RECOVERED{again}, PARTIAL" if attempt > 1 else "PARTIAL recovery"
+        return f"{head} - failures accepted in {details}"
+    return f"RECOVERED on attempt {attempt}: every phase succeeded after the re-run" if attempt > 1 else None
 
 
 def substitute_target(value: Any, arg_name: str, target: Any) -> Any:

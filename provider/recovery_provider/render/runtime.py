@@ -12,7 +12,7 @@ from typing import Any
 
 from recovery_provider.plan.layout import BRANCH, in_phase
 from recovery_provider.plan.model import Plan
-from recovery_provider.render.policy import judge_phase, run_outcome, substitute_target
+from recovery_provider.render.policy import judge_phase, run_note, run_outcome, substitute_target
 from recovery_provider.spec.expressions import UnknownState, parse_condition
 from recovery_provider.spec.models import FailurePolicy, TargetSource
 
@@ -150,25 +150,29 @@ def outcome(gate_ids: list[str], plan: Plan | None = None, **context: Any) -> di
     from recovery_provider.evidence.collect import EVIDENCE_XCOM_KEY
 
     ti = context["ti"]
-    states = _states(context, task_ids=gate_ids)
+    every = _states(context)  # all task instances of the run: which phases never ran
+    states = {g: every.get(g) for g in gate_ids}
     verdicts = {gate_id: ti.xcom_pull(task_ids=gate_id) for gate_id in gate_ids}
     result = run_outcome(
-        {g.rsplit(".", 1)[0]: v for g, v in verdicts.items()}, {g.rsplit(".", 1)[0]: s for g, s in states.items()}
+        {g.rsplit(".", 1)[0]: v for g, v in verdicts.items()}, {g.rsplit(".", 1)[0]: s for g, s in states.items()},
+        every,
     )
     ti.xcom_push(key=EVIDENCE_XCOM_KEY, value={
         "result": result, "dry_run": bool(context["params"].get("dry_run")),
         "plan": plan_evidence(plan, context) if plan is not None else None,
     })
+    attempt = int(getattr(context.get("dag_run"), "clear_number", 0) or 0) + 1  # re-runs after a clear
+    details = "; ".join(
+        f"{phase}: {verdicts[f'{phase}.gate'].get('reason', '')}" for phase in result["partial_phases"]
+        if verdicts.get(f"{phase}.gate")
+    )
+    note = run_note(result, attempt, details, _run_note(context) if attempt > 1 else None)
+    if note:
+        _note_run(context, note)
     if result["outcome"] == "failed":
-        _note_run(context, f"FAILED in phase(s) {', '.join(result['failed_phases'])}")
-        raise AirflowFailException(f"recovery failed in phase(s) {', '.join(result['failed_phases'])}")
+        raise AirflowFailException(f"recovery {note}")
     if result["outcome"] == "partial":
-        details = "; ".join(
-            f"{phase}: {verdicts[f'{phase}.gate'].get('reason', '')}" for phase in result["partial_phases"]
-            if verdicts.get(f"{phase}.gate")
-        )
         log.warning("recovery PARTIAL: failures were accepted in %s", details)
-        _note_run(context, f"PARTIAL recovery - failures accepted in {details}")
     return result
 
 
@@ -197,15 +201,27 @@ def plan_evidence(plan: Plan, context: Any) -> dict[str, Any]:
     }
 
 
-def _note_run(context: Any, note: str) -> None:
-    """Put the verdict on the DAG run's note, where the UI shows it; best effort, never fails the run."""
+def _run_path(context: Any) -> str:
     from urllib.parse import quote
 
     ti = context["ti"]
+    return f"/dags/{quote(ti.dag_id, safe='')}/dagRuns/{quote(ti.run_id, safe='')}"
+
+
+def _run_note(context: Any) -> str | None:
+    """The run's note as an earlier attempt left it (the task context does not carry it); best effort."""
     try:
-        _api_from_connection().request(
-            "PATCH", f"/dags/{quote(ti.dag_id, safe='')}/dagRuns/{quote(ti.run_id, safe='')}", json={"note": note}
-        )
+        note = _api_from_connection().request("GET", _run_path(context)).json().get("note")
+    except Exception as exc:
+        log.warning("could not read the run note: %s", exc)
+        return None
+    return note if isinstance(note, str) else None
+
+
+def _note_run(context: Any, note: str) -> None:
+    """Put the verdict on the DAG run's note, where the UI shows it; best effort, never fails the run."""
+    try:
+        _api_from_connection().request("PATCH", _run_path(context), json={"note": note})
     except Exception as exc:  # the verdict is in the log and XCom already
         log.warning("could not set the run note (%s): %s", note, exc)
 
