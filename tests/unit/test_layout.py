@@ -47,7 +47,7 @@ phases:
     parallel: [{id: p, uses: empty}, {id: q, uses: empty, compensate: {uses: empty}}]
 """))
     one, probe, two, three = (layout.task(f"a.{t}") for t in ("one", "two__probe", "two", "three"))
-    assert (one.trigger, one.upstream) == ("none_failed", ("preflight",))
+    assert (one.trigger, one.upstream) == ("none_failed", ())  # no pools: no preflight task
     assert (probe.kind, probe.trigger, probe.upstream, probe.serves) == ("probe", "all_done", ("a.one",), "a.two")
     assert (two.trigger, two.upstream) == ("all_success", ("a.two__probe",))
     assert three.trigger == "none_failed"  # after a probed step, which may skip
@@ -56,6 +56,27 @@ phases:
     undo = layout.task("b.q__undo")
     assert (undo.kind, undo.trigger, undo.upstream, undo.serves) == ("undo", "one_failed", ("b.gate",), "b.q")
     assert layout.task("outcome").upstream == ("b.gate", "b.q__undo", "a.gate")
+
+
+def test_fail_fast_gates_are_judged_by_their_trigger_rule_and_preflight_comes_with_pools() -> None:
+    layout = build_layout(plan_of("""
+recovery: r
+defaults: {timeout: 1m}
+pools: {io: {slots: 2}}
+phases:
+  - {id: plain, parallel: [{id: p, uses: empty}, {id: q, uses: empty}]}
+  - id: fan
+    for_each: {over: [x, y], as: db}
+    steps: [{id: s1, uses: bash, with: {bash_command: "echo {{ db }}"}}]
+  - {id: soft, steps: [{id: s2, uses: empty, critical: false}]}
+  - {id: undoable, steps: [{id: s3, uses: empty, compensate: {uses: empty}}]}
+  - {id: lenient, on_failure: continue, steps: [{id: s4, uses: empty}]}
+"""))
+    ruled = {t.phase_id: t.trigger for t in layout.tasks if t.kind == "gate" and t.by_trigger_rule}
+    assert ruled == {"plain": "none_failed_min_one_success", "fan": "none_failed_min_one_success"}
+    assert all(t.trigger == "all_done" for t in layout.tasks if t.kind == "gate" and not t.by_trigger_rule)
+    assert layout.task("preflight").kind == "preflight"
+    assert layout.task("plain.p").upstream == ("preflight",)
 
 
 def test_fan_out_chain_is_mapped_and_honours_non_critical_steps() -> None:

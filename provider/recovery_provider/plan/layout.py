@@ -65,6 +65,8 @@ class LayoutTask:
     mapped_by: str | None = None  # the task whose output maps this task over the targets
     wave: int | None = None  # 0-based
     serves: str | None = None  # probe/undo: the task id of the step it probes or undoes
+    # gate: Airflow's trigger rule alone judges the phase (fail_fast), so no worker runs it
+    by_trigger_rule: bool = False
 
     @property
     def mapped(self) -> bool:
@@ -124,9 +126,10 @@ class _Builder:
         return task.id
 
     def build(self) -> Layout:
-        start = self.add(LayoutTask(PREFLIGHT, "preflight", None, None, "all_success", ()))
+        # a worker task costs ~1 s of the RTO: preflight only when there are pools to check
+        start = (self.add(LayoutTask(PREFLIGHT, "preflight", None, None, "all_success", ())),) if self.plan.spec.pools else ()
         for phase in self.plan.phases:
-            upstream = tuple(self.exits[u] for u in phase.upstream) or (start,)
+            upstream = tuple(self.exits[u] for u in phase.upstream) or start
             self.exits[phase.id] = self.phase(phase, upstream)
         last = tuple(self.exits[p] for p in self.plan.leaves) + tuple(self.after_gates)
         for step in self.plan.finally_steps:
@@ -153,7 +156,10 @@ class _Builder:
         else:
             chain = self.chain(phase, upstream, "none_failed")
             entries, leaves, work = tuple(chain.entries), tuple(chain.all_ids), tuple(chain.all_ids)
-        self.add(LayoutTask(gate_id, "gate", phase.id, None, "all_done", leaves))
+        if _judged_by_trigger_rule(phase):
+            self.add(LayoutTask(gate_id, "gate", phase.id, None, "none_failed_min_one_success", leaves, by_trigger_rule=True))
+        else:
+            self.add(LayoutTask(gate_id, "gate", phase.id, None, "all_done", leaves))
         self.phases.append(PhaseLayout(phase.id, entries, gate_id, work, waves))
         if phase.waves is None:  # compensate in waves is refused by the renderer
             mapped_by = entries[0] if phase.fan_out is not None else None
@@ -246,6 +252,19 @@ class _Builder:
                                                None, "all_done", last, wave=wave))
                 last = (previous,)
         return (resolver,), last, tuple(work + health_ids), tuple(per_wave)
+
+
+def _judged_by_trigger_rule(phase: PlanPhase) -> bool:
+    """Whether Airflow's trigger rules alone give the gate's verdict, with no worker process.
+
+    ``none_failed_min_one_success`` on the phase's last tasks is fail_fast: any failure makes the
+    gate upstream_failed (so the next phases do not run), a phase skipped whole is skipped, else
+    it passes. Not for the other policies, non-critical steps or waves (they need the policy), nor
+    compensations: the undo tasks must wait for every task of the phase to end, which the rule
+    does not (it fails the gate at the first failure).
+    """
+    return (phase.on_failure.mode == "fail_fast" and phase.waves is None
+            and all(step.critical and step.compensate is None for step in phase.steps))
 
 
 @dataclass

@@ -3,12 +3,14 @@
 The layout (plan/layout.py) decides every task, its id, kind, trigger rule and upstream; this
 module only builds each task's operator and wires the edges the layout lists. Shape::
 
-    preflight -> [phase TaskGroups in plan order, each ending in one gate task] -> finally -> outcome
+    [preflight] -> [phase TaskGroups in plan order, each ending in one gate task] -> finally -> outcome
 
 - Each phase's entry tasks wait for the gates of its upstream phases (``none_failed``), so edges
   stay O(phases) instead of leaves x roots, and a skipped branch path lets the join run.
 - The gate (``all_done``) applies the phase's failure policy and fails the phase or lets it pass,
-  flagged partial. Branch and approval phases end in their decision task instead.
+  flagged partial; a fail_fast phase's gate is an EmptyOperator judged by its trigger rule alone
+  (no worker). Branch and approval phases end in their decision task instead.
+- ``preflight`` (pools present and large enough) only when the spec declares pools.
 - Compensations run after a failed gate, in reverse step order, each only if its step succeeded.
 - ``finally`` steps run whatever happened; the single ``outcome`` leaf then fails the run if any
   phase failed, so cleanup never hides a failure.
@@ -22,6 +24,7 @@ import itertools
 import json
 from typing import Any
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.python import BranchPythonOperator, PythonOperator
 from airflow.sdk import DAG, Param, TaskGroup, TriggerRule
 from airflow.sdk.bases.operator import BaseOperator
@@ -155,6 +158,10 @@ class _Renderer(Operators):
                 "task_display_name": f"undo {step.display_name}", "retries": step.retries,
                 "execution_timeout": step.compensate.timeout,
             })
+        if task.kind == "gate" and task.by_trigger_rule:
+            # Airflow's scheduler marks an EmptyOperator done itself: no worker, no second lost
+            return EmptyOperator(task_id=name, trigger_rule=trigger, task_display_name=f"{phase.id}: fail_fast",
+                                 doc_md="Fails (upstream_failed) when any task of the phase failed.")
         if task.kind == "gate":
             return PythonOperator(
                 task_id=name, python_callable=runtime.gate, trigger_rule=trigger, retries=0,
