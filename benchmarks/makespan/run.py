@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +62,7 @@ phases:
       - {id: work, uses: bash, with: {bash_command: "echo {{ t }}; sleep 5"}}
   - id: level3
     parallel:
-""" + "".join(f"      - {{id: w{i}, uses: bash, with: {{bash_command: \"sleep 5\"}}}}\n" for i in range(2)),
+""" + "".join(f"      - {{id: x{i}, uses: bash, with: {{bash_command: \"sleep 5\"}}}}\n" for i in range(2)),
     hand=HEADER + '''
 with DAG("hand_levels", schedule=None, start_date=START, catchup=False):
     level1 = [BashOperator(task_id=f"level1_w{i}", bash_command="sleep 5") for i in range(4)]
@@ -174,6 +173,7 @@ def main() -> None:
     for shape in shapes:
         (dags / "specs" / f"mk_{shape.name}.yaml").write_text(shape.spec)
         (dags / f"hand_{shape.name}.py").write_text(shape.hand)
+    subprocess.run([str(Path(sys.executable).with_name("recovery")), "validate", str(dags / "specs")], check=True)
 
     parse = {s.name: {"generated": startup_parse(dags, "recovery_dags.py", f"mk_{s.name}"),
                       "hand": startup_parse(dags, f"hand_{s.name}.py", f"hand_{s.name}")} for s in shapes}

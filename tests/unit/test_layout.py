@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recovery_provider.plan.layout import build_layout
+from recovery_provider.plan.layout import build_layout, layout_record
 from tests.conftest import plan_of
 
 pytestmark = pytest.mark.unit
@@ -83,9 +83,10 @@ def test_fan_out_chain_is_mapped_and_honours_non_critical_steps() -> None:
     layout = build_layout(plan_of("""
 recovery: r
 defaults: {timeout: 1m}
+params: {dbs: {type: array, default: [x, y]}}
 phases:
   - id: f
-    for_each: {over: [x, y], as: db}
+    for_each: {over: {param: dbs}, as: db}
     steps:
       - {id: s, uses: empty, critical: false, compensate: {uses: empty}}
       - {id: t, uses: empty, compensate: {uses: empty}}
@@ -107,9 +108,10 @@ def test_waves_slice_health_and_checkpoint() -> None:
     layout = build_layout(plan_of("""
 recovery: r
 defaults: {timeout: 1m}
+params: {hosts: {type: array, default: [a, b, c]}}
 phases:
   - id: w
-    waves: {over: [a, b, c], size: 2, health_check: {uses: empty}}
+    waves: {over: {param: hosts}, max_targets: 3, size: 2, health_check: {uses: empty}}
     steps: [{id: bounce, uses: empty, with: {}}]
 """))
     kinds = layout.kinds()
@@ -155,3 +157,33 @@ phases:
     assert layout.task("w.wave1.must").trigger == "all_done"
     assert layout.phase("w").waves == (("w.wave1.must",), ("w.wave2.must",))
     assert "w.wave1.maybe" in layout.phase("w").work  # the gate sees it, and knows it is non-critical
+
+
+def test_literal_targets_map_without_a_resolver_unless_a_template_needs_one() -> None:
+    layout = build_layout(plan_of("""
+recovery: r
+defaults: {timeout: 1m}
+params: {tag: {type: string, default: t}}
+phases:
+  - id: f
+    for_each: {over: [x, y], as: db}
+    steps: [{id: s, uses: bash, with: {bash_command: "echo {{ db }}"}, compensate: {uses: bash, with: {bash_command: "undo {{ db }}"}}}]
+  - id: w
+    waves: {over: [a, b, c], size: 2, health_check: {uses: empty}}
+    steps: [{id: bounce, uses: bash, with: {bash_command: "restart {{ item }}"}}]
+  - id: t
+    for_each: {over: [x], as: db}
+    steps: [{id: u, uses: bash, with: {bash_command: "echo {{ db }} {{ params.tag }}"}}]
+"""))
+    kinds = layout.kinds()
+    assert "f.targets" not in kinds and "w.targets" not in kinds and "w.wave1_targets" not in kinds
+    s = layout.task("f.each.s")
+    assert s.mapped and s.mapped_by is None and s.targets == ("x", "y") and s.upstream == ()
+    assert layout.task("f.undo.s__undo").targets == ("x", "y")
+    assert layout.phase("f").entries == ("f.each.s",)
+    assert layout.task("w.wave1.bounce").targets == ("a", "b") and layout.task("w.wave2.bounce").targets == ("c",)
+    assert layout.task("w.wave2.bounce").upstream == ("w.wave1_checkpoint",)
+    assert layout.task("w.wave1.bounce").upstream == ("f.gate",)
+    # {{ params.tag }} beside the target must be rendered at run time: the resolver stays
+    assert kinds["t.targets"] == "resolver" and layout.task("t.each.u").mapped_by == "t.targets"
+    assert layout_record(layout)["f.each.s"] == ["step", "f", "each", None, ["x", "y"]]

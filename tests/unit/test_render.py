@@ -151,9 +151,10 @@ def test_fan_out_steps_get_per_target_probes_and_compensations() -> None:
     dag = build_dag(plan_of("""
 recovery: r
 defaults: {timeout: 1m}
+params: {dbs: {type: array, default: [x, y]}}
 phases:
   - id: a
-    for_each: {over: [x, y], as: db}
+    for_each: {over: {param: dbs}, as: db}
     steps:
       - id: s
         uses: bash

@@ -33,7 +33,13 @@ from recovery_provider.plan.layout import RESOLVER, LayoutTask, build_layout, in
 from recovery_provider.plan.model import Plan, PlanPhase, PlanStep
 from recovery_provider.render import runtime
 from recovery_provider.render.docs import runbook_markdown
-from recovery_provider.render.fanout import FanOut, mapped_group, resolver_callable, target_arguments
+from recovery_provider.render.fanout import (
+    FanOut,
+    mapped_group,
+    resolver_callable,
+    target_arguments,
+    target_kwargs,
+)
 from recovery_provider.render.hooks import compensate_only_if
 from recovery_provider.render.operators import WaveCheckpointOperator
 from recovery_provider.render.tasks import Operators
@@ -122,16 +128,23 @@ class _Renderer(Operators):
                     self.mapped(phase, group, members)
 
     def mapped(self, phase: PlanPhase, group: str, members: list[LayoutTask]) -> None:
-        """One task group mapped over the targets the first member's `mapped_by` task gives."""
+        """One task group mapped over the targets the first member's `mapped_by` task gives, or
+        over its literal targets (their kwargs rows made here, as the resolver makes them)."""
+        if phase.id not in self.fan_outs:
+            self.fan_outs[phase.id] = target_arguments(self, phase)
         fan = self.fan_outs[phase.id]
-        source = members[0].mapped_by
-        assert source is not None
+        first = members[0]
+        if first.mapped_by is not None:
+            targets: Any = self.tasks[first.mapped_by].output
+        else:
+            assert first.targets is not None
+            targets = [target_kwargs(t, fan.arg, fan.step_args, fan.takes_target) for t in first.targets]
 
         def build(mapped: dict[str, Any]) -> None:
             for task in members:
                 self.add(task, self.phase_task(phase, task, fan.args_of(mapped, _name(task))))
 
-        mapped_group(group, fan, self.tasks[source].output, build)
+        mapped_group(group, fan, targets, build)
 
     def phase_task(self, phase: PlanPhase, task: LayoutTask, args: dict[str, Any]) -> BaseOperator:
         """The operator of one task of a phase; `args` are its per-target arguments when mapped."""
@@ -175,7 +188,7 @@ class _Renderer(Operators):
                 },
             )
         if task.kind == "resolver":
-            self.fan_outs[phase.id] = target_arguments(self, phase)
+            self.fan_outs.setdefault(phase.id, target_arguments(self, phase))
             return PythonOperator(
                 task_id=name, python_callable=resolver_callable(phase, self.fan_outs[phase.id]), trigger_rule=trigger,
                 retries=0, task_display_name=f"{phase.id}: targets",
