@@ -247,9 +247,11 @@ class _Builder:
         for wave in range(phase.waves.wave_count):
             name = wave_name(wave)
             if static is not None:
-                first_wave = previous is None  # waits for the upstream phases, as a resolver would
-                chain = self.chain(phase, upstream if first_wave else (previous,), "none_failed" if first_wave else "all_success",
-                                   group=name, wave=wave, targets=static[wave * size:(wave + 1) * size])
+                wave_targets = static[wave * size:(wave + 1) * size]
+                if previous is None:  # the first wave waits for the upstream phases, as a resolver would
+                    chain = self.chain(phase, upstream, "none_failed", group=name, wave=wave, targets=wave_targets)
+                else:
+                    chain = self.chain(phase, (previous,), "all_success", group=name, wave=wave, targets=wave_targets)
                 entries = entries or tuple(chain.entries)
             else:
                 assert previous is not None
