@@ -140,7 +140,10 @@ phases:
     assert layout.task("pick.choose").kind == "branch" and layout.phase("pick").exit == "pick.choose"
     assert layout.task("left.l").upstream == ("pick.choose",)
     assert layout.task("ok.approve").kind == "approval"
-    assert layout.task("ok.approve").upstream == ("left.gate", "right.gate")
+    # fail_fast phases: what comes next waits for the gate's own upstream, not for the gate
+    assert layout.task("ok.approve").upstream == ("left.l", "right.r")
+    assert layout.task("left.gate").by_trigger_rule and layout.task("left.gate").upstream == ("left.l",)
+    assert layout.task("outcome").upstream == ("ok.approve", "pick.choose", "left.gate", "right.gate")
 
 
 def test_a_non_critical_step_fails_no_wave() -> None:

@@ -120,6 +120,7 @@ class _Builder:
         self.tasks: list[LayoutTask] = []
         self.phases: list[PhaseLayout] = []
         self.exits: dict[str, str] = {}
+        self.followed: dict[str, tuple[str, ...]] = {}  # what the phases after a phase wait for
         self.after_gates: list[str] = []  # compensations: `finally` waits for them too
 
     def add(self, task: LayoutTask) -> str:
@@ -130,7 +131,7 @@ class _Builder:
         # a worker task costs ~1 s of the RTO: preflight only when there are pools to check
         start = (self.add(LayoutTask(PREFLIGHT, "preflight", None, None, "all_success", ())),) if self.plan.spec.pools else ()
         for phase in self.plan.phases:
-            upstream = tuple(self.exits[u] for u in phase.upstream) or start
+            upstream = tuple(dict.fromkeys(t for u in phase.upstream for t in self.followed[u])) or start
             self.exits[phase.id] = self.phase(phase, upstream)
         last = tuple(self.exits[p] for p in self.plan.leaves) + tuple(self.after_gates)
         for step in self.plan.finally_steps:
@@ -144,6 +145,7 @@ class _Builder:
             exit_id = self.add(LayoutTask(in_phase(phase.id, BRANCH if kind == "branch" else APPROVAL), kind,
                                           phase.id, None, "none_failed", upstream))
             self.phases.append(PhaseLayout(phase.id, (exit_id,), exit_id, ()))
+            self.followed[phase.id] = (exit_id,)
             return exit_id
         gate_id = in_phase(phase.id, GATE)
         waves: tuple[tuple[str, ...], ...] = ()
@@ -162,8 +164,12 @@ class _Builder:
             entries, leaves, work = tuple(chain.entries), tuple(chain.all_ids), tuple(chain.all_ids)
         if _judged_by_trigger_rule(phase):
             self.add(LayoutTask(gate_id, "gate", phase.id, None, "none_failed_min_one_success", leaves, by_trigger_rule=True))
+            # The next phases wait for what the gate waits for, with the same verdict (none_failed):
+            # a gate between them would cost a scheduler loop at every phase boundary.
+            self.followed[phase.id] = leaves
         else:
             self.add(LayoutTask(gate_id, "gate", phase.id, None, "all_done", leaves))
+            self.followed[phase.id] = (gate_id,)
         self.phases.append(PhaseLayout(phase.id, entries, gate_id, work, waves))
         if phase.waves is None:  # compensate in waves is refused by the renderer
             static = phase.fan_out.static_targets if phase.fan_out is not None else None
