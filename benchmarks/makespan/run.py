@@ -24,6 +24,10 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.support.airflow_cluster import AirflowCluster
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -129,12 +133,13 @@ with DAG("hand_waves", schedule=None, start_date=START, catchup=False, max_activ
 SHAPES = {s.name: s for s in (LEVELS, CHAIN, WAVES)}
 
 
-def run_seconds(api: object, dag_id: str, timeout: float) -> float:
-    run_id = api.trigger(dag_id, {})  # type: ignore[attr-defined]
-    state = api.wait_for_run(dag_id, run_id, timeout=timeout, poll=0.25)  # type: ignore[attr-defined]
+def run_seconds(cluster: AirflowCluster, dag_id: str, timeout: float) -> float:
+    api = cluster.api
+    run_id = api.trigger(dag_id, {})
+    state = api.wait_for_run(dag_id, run_id, timeout=timeout, poll=0.25)
     if state != "success":
-        raise SystemExit(f"{dag_id} run {run_id} ended {state}")
-    run = api.dag_run(dag_id, run_id)  # type: ignore[attr-defined]
+        raise SystemExit(f"{dag_id} run {run_id} ended {state}\n{cluster.describe_run(dag_id, run_id)}")
+    run = api.dag_run(dag_id, run_id)
     from tests.support.airflow_cluster import parse_dt
 
     start, end = parse_dt(run["start_date"]), parse_dt(run["end_date"])
@@ -191,7 +196,7 @@ def main() -> None:
                 order = ("generated", "hand") if r % 2 == 0 else ("hand", "generated")
                 for kind in order:
                     dag_id = f"mk_{shape.name}" if kind == "generated" else f"hand_{shape.name}"
-                    seconds = run_seconds(api, dag_id, timeout=shape.work_seconds * 6 + 120)
+                    seconds = run_seconds(cluster, dag_id, timeout=shape.work_seconds * 6 + 120)
                     results[shape.name][kind].append(seconds)
                     print(f"round {r + 1} {dag_id}: {seconds:.1f} s", flush=True)
 
