@@ -383,7 +383,8 @@ def test_a_failing_health_check_stops_the_later_waves(cluster: AirflowCluster) -
     assert state == "failed", got
     assert got["restart.wave2_health"] == "failed", explain(cluster, "sched_waves", tis)
     assert got["restart.wave2_checkpoint"] == "failed"
-    assert got["restart.wave3.bounce"] == "upstream_failed", got  # never expanded: the wave did not start
+    wave3 = {k: v for k, v in got.items() if k.startswith("restart.wave3.bounce")}
+    assert wave3 and set(wave3.values()) == {"upstream_failed"}, got  # the wave never started
     assert not any(k[0] == "restart.wave3.bounce" and t.state == "success" for k, t in tis.items())
     assert got["restart.gate"] == "failed"
 
