@@ -138,7 +138,12 @@ def run_seconds(cluster: AirflowCluster, dag_id: str, timeout: float) -> float:
     run_id = api.trigger(dag_id, {})
     state = api.wait_for_run(dag_id, run_id, timeout=timeout, poll=0.25)
     if state != "success":
-        raise SystemExit(f"{dag_id} run {run_id} ended {state}\n{cluster.describe_run(dag_id, run_id)}")
+        kept = Path(tempfile.mkdtemp(prefix="makespan-failed-logs-"))
+        shutil.copytree(cluster.logs_dir, kept, dirs_exist_ok=True)
+        print(f"logs of the failed run kept in {kept}", flush=True)
+        logs = {c: cluster.log_path(c).read_text(errors="replace").splitlines()[-40:] for c in ("triggerer", "scheduler")}
+        raise SystemExit(f"{dag_id} run {run_id} ended {state}\n{cluster.describe_run(dag_id, run_id, lines=60)}\n"
+                         + "\n".join(f"--- {c}\n" + "\n".join(lines) for c, lines in logs.items()))
     run = api.dag_run(dag_id, run_id)
     from tests.support.airflow_cluster import parse_dt
 
