@@ -3,6 +3,9 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
+# Cache bytecode as a deployment does (some machines set this): otherwise every Airflow process
+# started by the demo and the tests, each task included, compiles our modules from source again.
+unset PYTHONDONTWRITEBYTECODE
 
 ensure_uv() {
     if command -v uv >/dev/null 2>&1; then UV=uv; return; fi
@@ -70,10 +73,12 @@ ensure_pgbackrest() {
 ensure_venv() {
     ensure_uv
     local stamp="$VENV/.installed" want
-    want="$(cat "$ROOT/pyproject.toml" "$ROOT/requirements/constraints.txt" | sha256sum | cut -c1-16)"
+    want="$( (cat "$ROOT/pyproject.toml" "$ROOT/requirements/constraints.txt"; echo bytecode) | sha256sum | cut -c1-16)"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return; fi
     echo "==> preparing $VENV" >&2
     [ -x "$VENV/bin/python" ] || "$UV" venv --quiet --python ">=3.10,<3.14" "$VENV" >&2
-    "$UV" pip install --quiet --python "$VENV/bin/python" -c "$ROOT/requirements/constraints.txt" -e "$ROOT[dev]" >&2
+    # Bytecode compiled at install, as a deployment's image has it: without it every Airflow process
+    # (each task!) compiles Airflow from source, 3.2 s instead of 1.4 s for `import airflow.sdk` here.
+    "$UV" pip install --quiet --compile-bytecode --python "$VENV/bin/python" -c "$ROOT/requirements/constraints.txt" -e "$ROOT[dev]" >&2
     echo "$want" > "$stamp"
 }

@@ -22,9 +22,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.support.airflow_cluster import AirflowCluster
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -63,7 +66,7 @@ phases:
       - {id: work, uses: bash, with: {bash_command: "echo {{ t }}; sleep 5"}}
   - id: level3
     parallel:
-""" + "".join(f"      - {{id: w{i}, uses: bash, with: {{bash_command: \"sleep 5\"}}}}\n" for i in range(2)),
+""" + "".join(f"      - {{id: x{i}, uses: bash, with: {{bash_command: \"sleep 5\"}}}}\n" for i in range(2)),
     hand=HEADER + '''
 with DAG("hand_levels", schedule=None, start_date=START, catchup=False):
     level1 = [BashOperator(task_id=f"level1_w{i}", bash_command="sleep 5") for i in range(4)]
@@ -130,12 +133,18 @@ with DAG("hand_waves", schedule=None, start_date=START, catchup=False, max_activ
 SHAPES = {s.name: s for s in (LEVELS, CHAIN, WAVES)}
 
 
-def run_seconds(api: object, dag_id: str, timeout: float) -> float:
-    run_id = api.trigger(dag_id, {})  # type: ignore[attr-defined]
-    state = api.wait_for_run(dag_id, run_id, timeout=timeout, poll=0.25)  # type: ignore[attr-defined]
+def run_seconds(cluster: AirflowCluster, dag_id: str, timeout: float) -> float:
+    api = cluster.api
+    run_id = api.trigger(dag_id, {})
+    state = api.wait_for_run(dag_id, run_id, timeout=timeout, poll=0.25)
     if state != "success":
-        raise SystemExit(f"{dag_id} run {run_id} ended {state}")
-    run = api.dag_run(dag_id, run_id)  # type: ignore[attr-defined]
+        kept = Path(tempfile.mkdtemp(prefix="makespan-failed-logs-"))
+        shutil.copytree(cluster.logs_dir, kept, dirs_exist_ok=True)
+        print(f"logs of the failed run kept in {kept}", flush=True)
+        logs = {c: cluster.log_path(c).read_text(errors="replace").splitlines()[-40:] for c in ("triggerer", "scheduler")}
+        raise SystemExit(f"{dag_id} run {run_id} ended {state}\n{cluster.describe_run(dag_id, run_id, lines=60)}\n"
+                         + "\n".join(f"--- {c}\n" + "\n".join(lines) for c, lines in logs.items()))
+    run = api.dag_run(dag_id, run_id)
     from tests.support.airflow_cluster import parse_dt
 
     start, end = parse_dt(run["start_date"]), parse_dt(run["end_date"])
@@ -151,6 +160,7 @@ def startup_parse(dags: Path, file: str, dag_id: str, samples: int = 5) -> float
         f"t = time.perf_counter(); runpy.run_path({str(dags / file)!r}); print(time.perf_counter() - t)"
     )
     env = {**os.environ, "_AIRFLOW_PARSING_CONTEXT_DAG_ID": dag_id, "_AIRFLOW_PARSING_CONTEXT_TASK_ID": "x"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as deployed (and as the harness runs Airflow): bytecode cached
     times = []
     for _ in range(samples):
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
@@ -174,6 +184,7 @@ def main() -> None:
     for shape in shapes:
         (dags / "specs" / f"mk_{shape.name}.yaml").write_text(shape.spec)
         (dags / f"hand_{shape.name}.py").write_text(shape.hand)
+    subprocess.run([str(Path(sys.executable).with_name("recovery")), "validate", str(dags / "specs")], check=True)
 
     parse = {s.name: {"generated": startup_parse(dags, "recovery_dags.py", f"mk_{s.name}"),
                       "hand": startup_parse(dags, f"hand_{s.name}.py", f"hand_{s.name}")} for s in shapes}
@@ -190,7 +201,7 @@ def main() -> None:
                 order = ("generated", "hand") if r % 2 == 0 else ("hand", "generated")
                 for kind in order:
                     dag_id = f"mk_{shape.name}" if kind == "generated" else f"hand_{shape.name}"
-                    seconds = run_seconds(api, dag_id, timeout=shape.work_seconds * 6 + 120)
+                    seconds = run_seconds(cluster, dag_id, timeout=shape.work_seconds * 6 + 120)
                     results[shape.name][kind].append(seconds)
                     print(f"round {r + 1} {dag_id}: {seconds:.1f} s", flush=True)
 

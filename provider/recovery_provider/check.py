@@ -11,16 +11,17 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recovery_provider.exceptions import RenderError, SpecError
 from recovery_provider.plan.compiler import compile_plan
-from recovery_provider.plan.estimate import Estimate, estimate_plan
-from recovery_provider.plan.lint import lint_plan
 from recovery_provider.plan.model import Plan
 from recovery_provider.spec.diagnostics import Diagnostic, Location
 from recovery_provider.spec.durations import format_duration
 from recovery_provider.spec.loader import LoadedSpec, load_spec, load_spec_text
+
+if TYPE_CHECKING:  # lint and estimates are for `recovery validate`: off every task's start
+    from recovery_provider.plan.estimate import Estimate
 
 
 @dataclass
@@ -60,6 +61,9 @@ def check_loaded(loaded: LoadedSpec, *, lint: bool = True, render: bool = True, 
     if plan is not None and not any(p.severity == "error" for p in problems):
         checked.plan = plan
         if lint:
+            from recovery_provider.plan.estimate import estimate_plan
+            from recovery_provider.plan.lint import lint_plan
+
             problems += lint_plan(plan)
             checked.estimate = estimate_plan(plan)
             problems += _rto_findings(checked.estimate, plan)

@@ -198,6 +198,19 @@ def test_pool_and_fan_out_caps_are_never_exceeded(cluster: AirflowCluster) -> No
     assert peak_concurrency(capped) == 2
 
 
+def test_fail_fast_gates_need_no_worker_and_stop_the_later_phases(cluster: AirflowCluster) -> None:
+    state, tis = run(cluster, "sched_fail_fast")
+    got = states(tis)
+    assert state == "failed", got
+    assert "preflight" not in got  # no pools, nothing to check before the work
+    ok_gate = tis[("ok.gate", -1)]
+    # the scheduler marks an EmptyOperator done itself: no worker took it (no host, no try run)
+    assert ok_gate.state == "success" and not ok_gate.raw.get("hostname"), ok_gate.raw
+    assert got["bad.fails"] == "failed" and got["bad.slow"] == "success", got
+    assert got["bad.gate"] == "upstream_failed" and got["never.after"] == "upstream_failed", got
+    assert got["outcome"] == "failed", explain(cluster, "sched_fail_fast", tis)
+
+
 def test_failure_policies_count_tolerate_percent_continue(cluster: AirflowCluster) -> None:
     state, tis = run(cluster, "sched_policies")
     got = states(tis)
@@ -256,7 +269,9 @@ def test_a_failing_non_critical_step_fails_neither_its_target_nor_its_wave_nor_i
     assert got["after.done"] == "success" and got["outcome"] == "success"
     [record] = Ledger(str(cluster.home / "recovery-ledger")).runs("sched_non_critical")
     kinds = {t.task_id: t.kind for t in record.tasks}
-    assert (kinds["fan.each.optional_work"], kinds["fan.targets"], kinds["rolling.wave1_checkpoint"]) == ("step", "control", "control")
+    assert (kinds["fan.each.optional_work"], kinds["rolling.wave1_checkpoint"]) == ("step", "control")
+    assert "fan.targets" not in kinds  # a literal list maps without a resolver task: labels from the layout
+    assert sorted(str(t.target) for t in record.tasks if t.task_id == "fan.each.optional_work") == ["a", "b", "c"]
     assert record.outcome == "ok"
 
 
@@ -367,9 +382,10 @@ def test_a_failing_health_check_stops_the_later_waves(cluster: AirflowCluster) -
     state, tis = run(cluster, "sched_waves", {"fail_wave": 2})
     got = states(tis)
     assert state == "failed", got
-    assert got["restart.wave2_health"] == "failed", cluster.describe_run("sched_waves", tis[("preflight", -1)].raw["dag_run_id"])
+    assert got["restart.wave2_health"] == "failed", explain(cluster, "sched_waves", tis)
     assert got["restart.wave2_checkpoint"] == "failed"
-    assert got["restart.wave3_targets"] == "upstream_failed"
+    wave3 = {k: v for k, v in got.items() if k.startswith("restart.wave3.bounce")}
+    assert wave3 and set(wave3.values()) == {"upstream_failed"}, got  # the wave never started
     assert not any(k[0] == "restart.wave3.bounce" and t.state == "success" for k, t in tis.items())
     assert got["restart.gate"] == "failed"
 

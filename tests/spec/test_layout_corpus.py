@@ -24,6 +24,7 @@ def airflow_kind(task: Any) -> str:
     """A task's kind read off Airflow's own objects (operator class, callable, hooks), not its id."""
     import functools
 
+    from airflow.providers.standard.operators.empty import EmptyOperator
     from airflow.providers.standard.operators.hitl import ApprovalOperator
     from airflow.providers.standard.operators.python import BranchPythonOperator, PythonOperator
 
@@ -43,6 +44,8 @@ def airflow_kind(task: Any) -> str:
                  runtime.wave_slice: "wave_slice", runtime.resolve_targets: "resolver"}
         if func in known:
             return known[func]
+    if isinstance(task, EmptyOperator) and task.task_display_name.endswith(": fail_fast"):
+        return "gate"  # judged by its trigger rule alone
     hook = getattr(getattr(task, "_pre_execute_hook", None), "__qualname__", "")
     if "compensate_only_if" in hook:
         return "undo"

@@ -623,6 +623,7 @@ class AirflowCluster:
     def env(self) -> dict[str, str]:
         """The children's environment: ours minus any AIRFLOW__* leaking in, plus home and marker."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONFIG"))}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # as deployed: bytecode cached, not recompiled by every task
         env.update(
             AIRFLOW_HOME=str(self.home),
             AIRFLOW_CONFIG=str(self.home / "airflow.cfg"),

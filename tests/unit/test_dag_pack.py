@@ -20,7 +20,8 @@ def test_the_dag_pack_renders_without_import_errors(repo: Path) -> None:
         dag.validate()
         dag.check_cycle()
         assert [t.task_id for t in dag.leaves] == ["outcome"]
-        assert dag.get_task("preflight").upstream_task_ids == set()
+        if "preflight" in dag.task_dict:  # only for specs that declare pools
+            assert dag.get_task("preflight").upstream_task_ids == set()
 
 
 def _pack(repo: Path) -> dict[str, object]:
@@ -45,7 +46,11 @@ def test_the_failover_restores_by_pitr_only_when_asked(repo: Path) -> None:
     restore = dag.get_task("restore_pitr.restore_archive")
     assert (restore.type, restore.data_dir, restore.retries) == ("latest", "{{ params.pitr_data_dir }}", 0)
     assert "restore_pitr.restore_archive__undo" in dag.task_dict  # a failed health check drops the copy
-    assert {"restore.gate", "restore_pitr.gate", "promote.gate"} <= dag.get_task("approve_cutover.approve").upstream_task_ids
+    # the join waits for each branch target's gate, or (a fail_fast gate) for what that gate waits for
+    joined = dag.get_task("approve_cutover.approve").upstream_task_ids
+    for phase in ("restore", "restore_pitr", "promote"):
+        gate = dag.get_task(f"{phase}.gate")
+        assert gate.task_id in joined or gate.upstream_task_ids <= joined, phase
 
 
 def test_the_pitr_drill_takes_its_target_from_the_markers_and_always_drops_the_scratch_cluster(repo: Path) -> None:

@@ -76,6 +76,7 @@ def task(task_id: str, start: float, end: float | None, upstream: Iterable[str] 
 LAYOUT_SPEC = """
 recovery: kinds
 defaults: {timeout: 1m}
+params: {hosts: {type: array, default: [a, b]}}
 phases:
   - id: after
     steps:
@@ -83,7 +84,7 @@ phases:
       - {id: choose, uses: empty}
       - {id: x_checkpoint, uses: empty, skip_if: {uses: empty}, compensate: {uses: empty}}
   - id: p
-    waves: {over: [a, b], size: 1, health_check: {uses: empty}}
+    waves: {over: {param: hosts}, max_targets: 2, size: 1, health_check: {uses: empty}}  # a resolver and slices
     steps: [{id: step, uses: empty, with: {}}]
   - id: pick
     branch: [{when: "params.dry_run", then: q}, {otherwise: ask}]
@@ -438,6 +439,9 @@ def test_fan_out_targets_are_labelled_from_their_resolvers() -> None:
     }, feeds)
     assert labels == {"restore.each.": ["orders", "billing"], "restore.undo.": ["orders", "billing"],
                       "restart.wave2.": ['{"host": "app-5", "port": 8080}']}
+    # literal targets (no resolver) come with the layout record
+    literal = {"w.wave1.bounce": ["step", "w", "wave1", None, ["a", {"host": "b"}]], "w.gate": ["gate", "w", None, None]}
+    assert target_labels({}, mapped_feeds(literal), literal) == {"w.wave1.": ["a", '{"host": "b"}']}
     rows = [
         row("restore.each.load", 0, 1, map_index=1),
         row("restore.each.load", 0, 1, map_index=5),  # beyond the list: no label

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recovery_provider.plan.layout import build_layout
+from recovery_provider.plan.layout import build_layout, layout_record
 from tests.conftest import plan_of
 
 pytestmark = pytest.mark.unit
@@ -47,7 +47,7 @@ phases:
     parallel: [{id: p, uses: empty}, {id: q, uses: empty, compensate: {uses: empty}}]
 """))
     one, probe, two, three = (layout.task(f"a.{t}") for t in ("one", "two__probe", "two", "three"))
-    assert (one.trigger, one.upstream) == ("none_failed", ("preflight",))
+    assert (one.trigger, one.upstream) == ("none_failed", ())  # no pools: no preflight task
     assert (probe.kind, probe.trigger, probe.upstream, probe.serves) == ("probe", "all_done", ("a.one",), "a.two")
     assert (two.trigger, two.upstream) == ("all_success", ("a.two__probe",))
     assert three.trigger == "none_failed"  # after a probed step, which may skip
@@ -58,13 +58,35 @@ phases:
     assert layout.task("outcome").upstream == ("b.gate", "b.q__undo", "a.gate")
 
 
+def test_fail_fast_gates_are_judged_by_their_trigger_rule_and_preflight_comes_with_pools() -> None:
+    layout = build_layout(plan_of("""
+recovery: r
+defaults: {timeout: 1m}
+pools: {io: {slots: 2}}
+phases:
+  - {id: plain, parallel: [{id: p, uses: empty}, {id: q, uses: empty}]}
+  - id: fan
+    for_each: {over: [x, y], as: db}
+    steps: [{id: s1, uses: bash, with: {bash_command: "echo {{ db }}"}}]
+  - {id: soft, steps: [{id: s2, uses: empty, critical: false}]}
+  - {id: undoable, steps: [{id: s3, uses: empty, compensate: {uses: empty}}]}
+  - {id: lenient, on_failure: continue, steps: [{id: s4, uses: empty}]}
+"""))
+    ruled = {t.phase_id: t.trigger for t in layout.tasks if t.kind == "gate" and t.by_trigger_rule}
+    assert ruled == {"plain": "none_failed_min_one_success", "fan": "none_failed_min_one_success"}
+    assert all(t.trigger == "all_done" for t in layout.tasks if t.kind == "gate" and not t.by_trigger_rule)
+    assert layout.task("preflight").kind == "preflight"
+    assert layout.task("plain.p").upstream == ("preflight",)
+
+
 def test_fan_out_chain_is_mapped_and_honours_non_critical_steps() -> None:
     layout = build_layout(plan_of("""
 recovery: r
 defaults: {timeout: 1m}
+params: {dbs: {type: array, default: [x, y]}}
 phases:
   - id: f
-    for_each: {over: [x, y], as: db}
+    for_each: {over: {param: dbs}, as: db}
     steps:
       - {id: s, uses: empty, critical: false, compensate: {uses: empty}}
       - {id: t, uses: empty, compensate: {uses: empty}}
@@ -86,9 +108,10 @@ def test_waves_slice_health_and_checkpoint() -> None:
     layout = build_layout(plan_of("""
 recovery: r
 defaults: {timeout: 1m}
+params: {hosts: {type: array, default: [a, b, c]}}
 phases:
   - id: w
-    waves: {over: [a, b, c], size: 2, health_check: {uses: empty}}
+    waves: {over: {param: hosts}, max_targets: 3, size: 2, health_check: {uses: empty}}
     steps: [{id: bounce, uses: empty, with: {}}]
 """))
     kinds = layout.kinds()
@@ -117,7 +140,10 @@ phases:
     assert layout.task("pick.choose").kind == "branch" and layout.phase("pick").exit == "pick.choose"
     assert layout.task("left.l").upstream == ("pick.choose",)
     assert layout.task("ok.approve").kind == "approval"
-    assert layout.task("ok.approve").upstream == ("left.gate", "right.gate")
+    # fail_fast phases: what comes next waits for the gate's own upstream, not for the gate
+    assert layout.task("ok.approve").upstream == ("left.l", "right.r")
+    assert layout.task("left.gate").by_trigger_rule and layout.task("left.gate").upstream == ("left.l",)
+    assert layout.task("outcome").upstream == ("ok.approve", "pick.choose", "left.gate", "right.gate")
 
 
 def test_a_non_critical_step_fails_no_wave() -> None:
@@ -134,3 +160,33 @@ phases:
     assert layout.task("w.wave1.must").trigger == "all_done"
     assert layout.phase("w").waves == (("w.wave1.must",), ("w.wave2.must",))
     assert "w.wave1.maybe" in layout.phase("w").work  # the gate sees it, and knows it is non-critical
+
+
+def test_literal_targets_map_without_a_resolver_unless_a_template_needs_one() -> None:
+    layout = build_layout(plan_of("""
+recovery: r
+defaults: {timeout: 1m}
+params: {tag: {type: string, default: t}}
+phases:
+  - id: f
+    for_each: {over: [x, y], as: db}
+    steps: [{id: s, uses: bash, with: {bash_command: "echo {{ db }}"}, compensate: {uses: bash, with: {bash_command: "undo {{ db }}"}}}]
+  - id: w
+    waves: {over: [a, b, c], size: 2, health_check: {uses: empty}}
+    steps: [{id: bounce, uses: bash, with: {bash_command: "restart {{ item }}"}}]
+  - id: t
+    for_each: {over: [x], as: db}
+    steps: [{id: u, uses: bash, with: {bash_command: "echo {{ db }} {{ params.tag }}"}}]
+"""))
+    kinds = layout.kinds()
+    assert "f.targets" not in kinds and "w.targets" not in kinds and "w.wave1_targets" not in kinds
+    s = layout.task("f.each.s")
+    assert s.mapped and s.mapped_by is None and s.targets == ("x", "y") and s.upstream == ()
+    assert layout.task("f.undo.s__undo").targets == ("x", "y")
+    assert layout.phase("f").entries == ("f.each.s",)
+    assert layout.task("w.wave1.bounce").targets == ("a", "b") and layout.task("w.wave2.bounce").targets == ("c",)
+    assert layout.task("w.wave2.bounce").upstream == ("w.wave1_checkpoint",)
+    assert layout.task("w.wave1.bounce").upstream == ("f.gate",)
+    # {{ params.tag }} beside the target must be rendered at run time: the resolver stays
+    assert kinds["t.targets"] == "resolver" and layout.task("t.each.u").mapped_by == "t.targets"
+    assert layout_record(layout)["f.each.s"] == ["step", "f", "each", None, ["x", "y"]]

@@ -96,7 +96,7 @@ def test_compensations_run_newest_first_after_a_failed_gate(dag: Any) -> None:
 def test_branch_knows_the_entry_of_each_target(dag: Any) -> None:
     choose = dag.get_task("choose.choose")
     assert choose.op_kwargs["entries"] == {"left": ["left.l"], "right": ["right.r"]}
-    assert upstream(dag, "ok.approve") == {"left.gate", "right.gate"}  # the join
+    assert upstream(dag, "ok.approve") == {"left.l", "right.r"}  # the join: what the fail_fast gates wait for
 
 
 def test_approval_fails_on_reject_and_times_out_to_the_declared_outcome(dag: Any) -> None:
@@ -151,9 +151,10 @@ def test_fan_out_steps_get_per_target_probes_and_compensations() -> None:
     dag = build_dag(plan_of("""
 recovery: r
 defaults: {timeout: 1m}
+params: {dbs: {type: array, default: [x, y]}}
 phases:
   - id: a
-    for_each: {over: [x, y], as: db}
+    for_each: {over: {param: dbs}, as: db}
     steps:
       - id: s
         uses: bash

@@ -119,13 +119,18 @@ def pitr_measures(values: Iterable[Any]) -> dict[str, float]:
     return found
 
 
-def target_labels(resolver_results: Mapping[str, Any], feeds: Mapping[str, str]) -> dict[str, list[str]]:
+def target_labels(resolver_results: Mapping[str, Any], feeds: Mapping[str, str],
+                  layout: LayoutRecord | None = None) -> dict[str, list[str]]:
     """Labels of a fan-out's targets, by the id prefix of the mapped tasks they feed.
 
     `feeds` maps each group prefix to the task whose output maps it (see :func:`mapped_feeds`); that
-    output is the list of per-target kwargs, of which only ``target`` is read.
+    output is the list of per-target kwargs, of which only ``target`` is read. Groups mapped over
+    literal targets have them in the layout record (5th field).
     """
-    labels: dict[str, list[str]] = {}
+    labels: dict[str, list[str]] = {
+        f"{row[1]}.{row[2]}.": [_short(t) for t in row[4]]
+        for row in (layout or {}).values() if len(row) > 4 and row[2] and isinstance(row[4], list)
+    }
     for prefix, source in feeds.items():
         value = resolver_results.get(source)
         if isinstance(value, list):
@@ -288,7 +293,7 @@ def collect(dag_run: Any, session: Any) -> RunRecord:
         run_type=str(getattr(dag_run.run_type, "value", dag_run.run_type)),
         state=str(getattr(state, "value", state)), queued_at=dag_run.queued_at,
         start=dag_run.start_date, end=dag_run.end_date, task_rows=rows, upstream=upstream,
-        approvals=approvals, step_results=step_results, labels=target_labels(resolvers, feeds), layout=layout,
+        approvals=approvals, step_results=step_results, labels=target_labels(resolvers, feeds, layout), layout=layout,
         restores=[line for line in restores if line],
         evidence=evidence if isinstance(evidence, Mapping) else None,
         conf=dag_run.conf if isinstance(dag_run.conf, Mapping) else None,

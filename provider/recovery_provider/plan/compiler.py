@@ -7,6 +7,7 @@ turns into file:line:column.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from collections.abc import Iterable
@@ -27,6 +28,7 @@ from recovery_provider.plan.model import (
     PlanStep,
     WavesPlan,
 )
+from recovery_provider.plan.targets import literal_targets
 from recovery_provider.spec.diagnostics import Diagnostic, Path
 from recovery_provider.spec.models import DRY_RUN, Action, FanOut, Phase, RecoverySpec, Step, Waves
 from recovery_provider.spec.registry import resolve_uses
@@ -309,6 +311,10 @@ class _Compiler:
         steps = tuple(self.step(s, phase, ("phases", index, key, j)) for j, s in enumerate(phase.all_steps))
         fan = phase.for_each or phase.waves
         fan_plan = self.fan_out(phase, index, fan) if fan is not None else None
+        if fan_plan is not None and phase.id not in self.chosen_by:  # a branch chooses a resolver, not a mapped group
+            arguments = [s.args for s in steps] + [a.args for s in steps for a in (s.skip_if, s.compensate) if a is not None]
+            static = literal_targets(fan_plan.source.items, fan_plan.arg_name, arguments)
+            fan_plan = dataclasses.replace(fan_plan, static_targets=static)
         waves = None
         if phase.waves is not None and fan_plan is not None:
             waves = WavesPlan(

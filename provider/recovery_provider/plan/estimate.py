@@ -188,9 +188,9 @@ class _Builder:
     def mapped(self, run: list[LayoutTask]) -> None:
         """A mapped group: its tasks once per target, target by target."""
         first = run[0]
-        assert first.phase_id is not None and first.mapped_by is not None
+        assert first.phase_id is not None and first.mapped
         phase = self.plan.phase(first.phase_id)
-        entry = self.ends[first.mapped_by]
+        entry = self.ends[first.mapped_by] if first.mapped_by else self.deps(first)  # or literal targets
         if first.kind == "undo" or phase.id not in self.active:
             self.ends.update((t.id, ()) for t in run)
             return

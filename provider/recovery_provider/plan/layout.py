@@ -11,7 +11,7 @@ Edges are Airflow's: a task of a mapped group also waits for the task whose outp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from recovery_provider.plan.model import PROBE_SUFFIX, UNDO_SUFFIX, Plan, PlanPhase, PlanStep
 
@@ -63,12 +63,15 @@ class LayoutTask:
     upstream: tuple[str, ...]
     group: str | None = None  # the mapped task group inside the phase (each, undo, waveN)
     mapped_by: str | None = None  # the task whose output maps this task over the targets
+    targets: tuple[Any, ...] | None = None  # or the literal targets it maps over (no resolver)
     wave: int | None = None  # 0-based
     serves: str | None = None  # probe/undo: the task id of the step it probes or undoes
+    # gate: Airflow's trigger rule alone judges the phase (fail_fast), so no worker runs it
+    by_trigger_rule: bool = False
 
     @property
     def mapped(self) -> bool:
-        return self.mapped_by is not None
+        return self.mapped_by is not None or self.targets is not None
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,7 @@ class _Builder:
         self.tasks: list[LayoutTask] = []
         self.phases: list[PhaseLayout] = []
         self.exits: dict[str, str] = {}
+        self.followed: dict[str, tuple[str, ...]] = {}  # what the phases after a phase wait for
         self.after_gates: list[str] = []  # compensations: `finally` waits for them too
 
     def add(self, task: LayoutTask) -> str:
@@ -124,9 +128,10 @@ class _Builder:
         return task.id
 
     def build(self) -> Layout:
-        start = self.add(LayoutTask(PREFLIGHT, "preflight", None, None, "all_success", ()))
+        # a worker task costs ~1 s of the RTO: preflight only when there are pools to check
+        start = (self.add(LayoutTask(PREFLIGHT, "preflight", None, None, "all_success", ())),) if self.plan.spec.pools else ()
         for phase in self.plan.phases:
-            upstream = tuple(self.exits[u] for u in phase.upstream) or (start,)
+            upstream = tuple(dict.fromkeys(t for u in phase.upstream for t in self.followed[u])) or start
             self.exits[phase.id] = self.phase(phase, upstream)
         last = tuple(self.exits[p] for p in self.plan.leaves) + tuple(self.after_gates)
         for step in self.plan.finally_steps:
@@ -140,11 +145,15 @@ class _Builder:
             exit_id = self.add(LayoutTask(in_phase(phase.id, BRANCH if kind == "branch" else APPROVAL), kind,
                                           phase.id, None, "none_failed", upstream))
             self.phases.append(PhaseLayout(phase.id, (exit_id,), exit_id, ()))
+            self.followed[phase.id] = (exit_id,)
             return exit_id
         gate_id = in_phase(phase.id, GATE)
         waves: tuple[tuple[str, ...], ...] = ()
         if phase.waves is not None:
             entries, leaves, work, waves = self.waves(phase, upstream)
+        elif phase.fan_out is not None and phase.fan_out.static_targets is not None:
+            chain = self.chain(phase, upstream, "none_failed", group=EACH, targets=phase.fan_out.static_targets)
+            entries, leaves, work = tuple(chain.entries), chain.leaves, tuple(chain.step_ids)
         elif phase.fan_out is not None:
             resolver = self.add(LayoutTask(in_phase(phase.id, RESOLVER), "resolver", phase.id, None, "none_failed", upstream))
             entries = (resolver,)
@@ -153,15 +162,23 @@ class _Builder:
         else:
             chain = self.chain(phase, upstream, "none_failed")
             entries, leaves, work = tuple(chain.entries), tuple(chain.all_ids), tuple(chain.all_ids)
-        self.add(LayoutTask(gate_id, "gate", phase.id, None, "all_done", leaves))
+        if _judged_by_trigger_rule(phase):
+            self.add(LayoutTask(gate_id, "gate", phase.id, None, "none_failed_min_one_success", leaves, by_trigger_rule=True))
+            # The next phases wait for what the gate waits for, with the same verdict (none_failed):
+            # a gate between them would cost a scheduler loop at every phase boundary.
+            self.followed[phase.id] = leaves
+        else:
+            self.add(LayoutTask(gate_id, "gate", phase.id, None, "all_done", leaves))
+            self.followed[phase.id] = (gate_id,)
         self.phases.append(PhaseLayout(phase.id, entries, gate_id, work, waves))
         if phase.waves is None:  # compensate in waves is refused by the renderer
-            mapped_by = entries[0] if phase.fan_out is not None else None
-            self.after_gates += self.compensations(phase, gate_id, mapped_by)
+            static = phase.fan_out.static_targets if phase.fan_out is not None else None
+            mapped_by = entries[0] if phase.fan_out is not None and static is None else None
+            self.after_gates += self.compensations(phase, gate_id, mapped_by, static)
         return gate_id
 
     def chain(self, phase: PlanPhase, upstream: tuple[str, ...], entry_trigger: Trigger, *, group: str | None = None,
-              mapped_by: str | None = None, wave: int | None = None) -> _Chain:
+              mapped_by: str | None = None, wave: int | None = None, targets: tuple[Any, ...] | None = None) -> _Chain:
         """The phase's steps, in order (or side by side in a parallel phase), each after its probe.
 
         One builder for sequential and mapped phases: after a probed step (which may skip, the work
@@ -184,10 +201,10 @@ class _Builder:
             head: str | None = None
             if step.skip_if is not None:
                 head = self.add(LayoutTask(in_phase(phase.id, probe_name(step.id), group), "probe", phase.id, step.id,
-                                           trigger, ups, group, mapped_by, wave, serves=step_task_id))
+                                           trigger, ups, group, mapped_by, targets, wave, serves=step_task_id))
                 chain.all_ids.append(head)
                 trigger, ups = "all_success", (head, *mapping)
-            self.add(LayoutTask(step_task_id, "step", phase.id, step.id, trigger, ups, group, mapped_by, wave))
+            self.add(LayoutTask(step_task_id, "step", phase.id, step.id, trigger, ups, group, mapped_by, targets, wave))
             chain.all_ids.append(step_task_id)
             chain.step_ids.append(step_task_id)
             if previous is None or parallel:
@@ -196,12 +213,14 @@ class _Builder:
         chain.leaves = tuple(chain.step_ids if parallel else chain.step_ids[-1:])
         return chain
 
-    def compensations(self, phase: PlanPhase, gate_id: str, mapped_by: str | None) -> list[str]:
+    def compensations(self, phase: PlanPhase, gate_id: str, mapped_by: str | None,
+                      targets: tuple[Any, ...] | None = None) -> list[str]:
         """Undo, newest first, what the phase had done when its gate fails (per target in fan-outs).
 
         Returns what `finally` waits for: every undo task, or the last of a mapped undo group.
         """
-        group = UNDO_GROUP if mapped_by else None
+        per_target = mapped_by is not None or targets is not None
+        group = UNDO_GROUP if per_target else None
         mapping = (mapped_by,) if mapped_by else ()
         previous = gate_id
         undone: list[str] = []
@@ -209,27 +228,42 @@ class _Builder:
             if step.compensate is None:
                 continue
             trigger: Trigger = "one_failed" if previous == gate_id else "all_done"
-            serves = in_phase(phase.id, step.id, EACH if mapped_by else None)
+            serves = in_phase(phase.id, step.id, EACH if per_target else None)
             previous = self.add(LayoutTask(in_phase(phase.id, undo_name(step.id), group), "undo", phase.id, step.id,
-                                           trigger, (previous, *mapping), group, mapped_by, serves=serves))
+                                           trigger, (previous, *mapping), group, mapped_by, targets, serves=serves))
             undone.append(previous)
-        return undone[-1:] if mapped_by else undone
+        return undone[-1:] if per_target else undone
 
     def waves(self, phase: PlanPhase, upstream: tuple[str, ...]) -> tuple[
             tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[tuple[str, ...], ...]]:
-        """Waves one after another: slice of targets, mapped steps, health check, checkpoint."""
-        assert phase.waves is not None
-        resolver = self.add(LayoutTask(in_phase(phase.id, RESOLVER), "resolver", phase.id, None, "none_failed", upstream))
-        previous = resolver
+        """Waves one after another: slice of targets, mapped steps, health check, checkpoint.
+
+        Literal targets need neither the resolver nor the slices: each wave maps over its part."""
+        assert phase.waves is not None and phase.fan_out is not None
+        static, size = phase.fan_out.static_targets, phase.waves.size
+        entries: tuple[str, ...] = ()
+        previous: str | None = None
+        if static is None:
+            previous = self.add(LayoutTask(in_phase(phase.id, RESOLVER), "resolver", phase.id, None, "none_failed", upstream))
+            entries = (previous,)
         per_wave: list[tuple[str, ...]] = []
         work: list[str] = []
         health_ids: list[str] = []
         last: tuple[str, ...] = ()
         for wave in range(phase.waves.wave_count):
             name = wave_name(wave)
-            chunk = self.add(LayoutTask(in_phase(phase.id, f"{name}_targets"), "wave_slice", phase.id, None,
-                                        "all_success", (previous,), wave=wave))
-            chain = self.chain(phase, (chunk,), "all_success", group=name, mapped_by=chunk, wave=wave)
+            if static is not None:
+                wave_targets = static[wave * size:(wave + 1) * size]
+                if previous is None:  # the first wave waits for the upstream phases, as a resolver would
+                    chain = self.chain(phase, upstream, "none_failed", group=name, wave=wave, targets=wave_targets)
+                else:
+                    chain = self.chain(phase, (previous,), "all_success", group=name, wave=wave, targets=wave_targets)
+                entries = entries or tuple(chain.entries)
+            else:
+                assert previous is not None
+                chunk = self.add(LayoutTask(in_phase(phase.id, f"{name}_targets"), "wave_slice", phase.id, None,
+                                            "all_success", (previous,), wave=wave))
+                chain = self.chain(phase, (chunk,), "all_success", group=name, mapped_by=chunk, wave=wave)
             # a non-critical step's failure fails neither its target nor its wave
             judged = [t for t, step in zip(chain.step_ids, phase.steps, strict=True) if step.critical]
             work += chain.step_ids
@@ -245,7 +279,20 @@ class _Builder:
                 previous = self.add(LayoutTask(in_phase(phase.id, f"{name}_checkpoint"), "wave_checkpoint", phase.id,
                                                None, "all_done", last, wave=wave))
                 last = (previous,)
-        return (resolver,), last, tuple(work + health_ids), tuple(per_wave)
+        return entries, last, tuple(work + health_ids), tuple(per_wave)
+
+
+def _judged_by_trigger_rule(phase: PlanPhase) -> bool:
+    """Whether Airflow's trigger rules alone give the gate's verdict, with no worker process.
+
+    ``none_failed_min_one_success`` on the phase's last tasks is fail_fast: any failure makes the
+    gate upstream_failed (so the next phases do not run), a phase skipped whole is skipped, else
+    it passes. Not for the other policies, non-critical steps or waves (they need the policy), nor
+    compensations: the undo tasks must wait for every task of the phase to end, which the rule
+    does not (it fails the gate at the first failure).
+    """
+    return (phase.on_failure.mode == "fail_fast" and phase.waves is None
+            and all(step.critical and step.compensate is None for step in phase.steps))
 
 
 @dataclass
@@ -261,8 +308,10 @@ def build_layout(plan: Plan) -> Layout:
     return _Builder(plan).build()
 
 
-def layout_record(layout: Layout) -> dict[str, list[str | None]]:
-    """Task id -> [kind, phase, mapped group, mapped by]: what the evidence classifies a run's task
-    instances by. The renderer stores it in the DAG (outcome's op_kwargs), so it is serialized with
-    the DAG version the run used and describes the DAG that ran, not a spec edited since."""
-    return {t.id: [t.kind, t.phase_id, t.group, t.mapped_by] for t in layout.tasks}
+def layout_record(layout: Layout) -> dict[str, list[Any]]:
+    """Task id -> [kind, phase, mapped group, mapped by(, literal targets)]: what the evidence
+    classifies a run's task instances by. The renderer stores it in the DAG (outcome's doc_json),
+    so it is serialized with the DAG version the run used and describes the DAG that ran, not a
+    spec edited since."""
+    return {t.id: [t.kind, t.phase_id, t.group, t.mapped_by, *([list(t.targets)] if t.targets is not None else [])]
+            for t in layout.tasks}

@@ -73,6 +73,9 @@ class FanOutPlan:
     count: int
     count_known: bool  # False when `count` is a guess (run-time source without a hint)
     max_parallel: int | None = None
+    # The targets, when the DAG maps over them as written (plan.targets.literal_targets): no
+    # resolver task. None: a resolver task gives them at run time.
+    static_targets: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True)

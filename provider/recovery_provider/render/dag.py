@@ -3,12 +3,14 @@
 The layout (plan/layout.py) decides every task, its id, kind, trigger rule and upstream; this
 module only builds each task's operator and wires the edges the layout lists. Shape::
 
-    preflight -> [phase TaskGroups in plan order, each ending in one gate task] -> finally -> outcome
+    [preflight] -> [phase TaskGroups in plan order, each ending in one gate task] -> finally -> outcome
 
 - Each phase's entry tasks wait for the gates of its upstream phases (``none_failed``), so edges
   stay O(phases) instead of leaves x roots, and a skipped branch path lets the join run.
 - The gate (``all_done``) applies the phase's failure policy and fails the phase or lets it pass,
-  flagged partial. Branch and approval phases end in their decision task instead.
+  flagged partial; a fail_fast phase's gate is an EmptyOperator judged by its trigger rule alone
+  (no worker). Branch and approval phases end in their decision task instead.
+- ``preflight`` (pools present and large enough) only when the spec declares pools.
 - Compensations run after a failed gate, in reverse step order, each only if its step succeeded.
 - ``finally`` steps run whatever happened; the single ``outcome`` leaf then fails the run if any
   phase failed, so cleanup never hides a failure.
@@ -22,6 +24,7 @@ import itertools
 import json
 from typing import Any
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.python import BranchPythonOperator, PythonOperator
 from airflow.sdk import DAG, Param, TaskGroup, TriggerRule
 from airflow.sdk.bases.operator import BaseOperator
@@ -30,7 +33,13 @@ from recovery_provider.plan.layout import RESOLVER, LayoutTask, build_layout, in
 from recovery_provider.plan.model import Plan, PlanPhase, PlanStep
 from recovery_provider.render import runtime
 from recovery_provider.render.docs import runbook_markdown
-from recovery_provider.render.fanout import FanOut, mapped_group, resolver_callable, target_arguments
+from recovery_provider.render.fanout import (
+    FanOut,
+    mapped_group,
+    resolver_callable,
+    target_arguments,
+    target_kwargs,
+)
 from recovery_provider.render.hooks import compensate_only_if
 from recovery_provider.render.operators import WaveCheckpointOperator
 from recovery_provider.render.tasks import Operators
@@ -119,16 +128,23 @@ class _Renderer(Operators):
                     self.mapped(phase, group, members)
 
     def mapped(self, phase: PlanPhase, group: str, members: list[LayoutTask]) -> None:
-        """One task group mapped over the targets the first member's `mapped_by` task gives."""
+        """One task group mapped over the targets the first member's `mapped_by` task gives, or
+        over its literal targets (their kwargs rows made here, as the resolver makes them)."""
+        if phase.id not in self.fan_outs:
+            self.fan_outs[phase.id] = target_arguments(self, phase)
         fan = self.fan_outs[phase.id]
-        source = members[0].mapped_by
-        assert source is not None
+        first = members[0]
+        if first.mapped_by is not None:
+            targets: Any = self.tasks[first.mapped_by].output
+        else:
+            assert first.targets is not None
+            targets = [target_kwargs(t, fan.arg, fan.step_args, fan.takes_target) for t in first.targets]
 
         def build(mapped: dict[str, Any]) -> None:
             for task in members:
                 self.add(task, self.phase_task(phase, task, fan.args_of(mapped, _name(task))))
 
-        mapped_group(group, fan, self.tasks[source].output, build)
+        mapped_group(group, fan, targets, build)
 
     def phase_task(self, phase: PlanPhase, task: LayoutTask, args: dict[str, Any]) -> BaseOperator:
         """The operator of one task of a phase; `args` are its per-target arguments when mapped."""
@@ -155,6 +171,10 @@ class _Renderer(Operators):
                 "task_display_name": f"undo {step.display_name}", "retries": step.retries,
                 "execution_timeout": step.compensate.timeout,
             })
+        if task.kind == "gate" and task.by_trigger_rule:
+            # Airflow's scheduler marks an EmptyOperator done itself: no worker, no second lost
+            return EmptyOperator(task_id=name, trigger_rule=trigger, task_display_name=f"{phase.id}: fail_fast",
+                                 doc_md="Fails (upstream_failed) when any task of the phase failed.")
         if task.kind == "gate":
             return PythonOperator(
                 task_id=name, python_callable=runtime.gate, trigger_rule=trigger, retries=0,
@@ -168,7 +188,7 @@ class _Renderer(Operators):
                 },
             )
         if task.kind == "resolver":
-            self.fan_outs[phase.id] = target_arguments(self, phase)
+            self.fan_outs.setdefault(phase.id, target_arguments(self, phase))
             return PythonOperator(
                 task_id=name, python_callable=resolver_callable(phase, self.fan_outs[phase.id]), trigger_rule=trigger,
                 retries=0, task_display_name=f"{phase.id}: targets",

@@ -13,8 +13,8 @@ from airflow.sdk.bases.operator import BaseOperator
 
 from recovery_provider.plan.layout import probe_name, undo_name
 from recovery_provider.plan.model import PlanPhase
+from recovery_provider.plan.targets import mentions_target
 from recovery_provider.render import runtime
-from recovery_provider.render.policy import mentions_target
 
 if TYPE_CHECKING:
     from recovery_provider.render.tasks import Operators
@@ -61,6 +61,9 @@ def target_arguments(ops: Operators, phase: PlanPhase) -> FanOut:
         if not fan.step_args[step.id] and step.id not in fan.takes_target:
             raise ops.fail(step, f"in fan-out phase '{phase.id}' it neither takes '{arg}' nor uses {{{{ {arg} }}}} in its arguments: every target would do the same")
     return fan
+
+
+target_kwargs = runtime.target_kwargs  # one target's kwargs row: the resolver's, or a literal one
 
 
 def resolver_callable(phase: PlanPhase, fan: FanOut) -> Callable[..., Any]:

@@ -43,8 +43,12 @@ class WaveCheckpointOperator(BaseOperator):
             return summary
         if self.pause > timedelta(0):
             self.log.info("wave %d done; pausing %s before the next wave", len(self.waves), self.pause)
-            self.defer(trigger=TimeDeltaTrigger(self.pause), method_name="resume", kwargs={"summary": summary})
+            context["ti"].xcom_push(key="return_value", value=summary)
+            # The triggerer ends the task when the pause is over: no worker is started again just to
+            # return, and no race between this process's exit and the re-queued task (a pause shorter
+            # than the worker's shutdown made Airflow fail the checkpoint: "state changed externally").
+            self.defer(trigger=TimeDeltaTrigger(self.pause, end_from_trigger=True), method_name="resume")
         return summary
 
-    def resume(self, context: Any, event: Any = None, summary: dict[str, Any] | None = None) -> dict[str, Any]:
-        return summary or {}
+    def resume(self, context: Any, event: Any = None) -> None:
+        """Not called: the trigger ends the task (end_from_trigger)."""

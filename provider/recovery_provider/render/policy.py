@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from recovery_provider.plan.targets import mentions_target as mentions_target
+from recovery_provider.plan.targets import substitute_target as substitute_target
 from recovery_provider.spec.models import FailurePolicy
 
 FAILED = frozenset({"failed", "upstream_failed"})
@@ -133,29 +135,3 @@ def run_note(result: Mapping[str, Any], attempt: int = 1, details: str = "", bef
         head = f"RECOVERED{again}, PARTIAL" if attempt > 1 else "PARTIAL recovery"
         return f"{head} - failures accepted in {details}"
     return f"RECOVERED on attempt {attempt}: every phase succeeded after the re-run" if attempt > 1 else None
-
-
-def substitute_target(value: Any, arg_name: str, target: Any) -> Any:
-    """Put one fan-out target into a step argument.
-
-    ``"{{ database }}"`` alone becomes the target itself (any type); inside text it is replaced as
-    text, and every other template (``{{ params.x }}``) is left for Airflow to render.
-    """
-    pattern = re.compile(r"\{\{\s*" + re.escape(arg_name) + r"\s*\}\}")
-    if isinstance(value, str):
-        if pattern.fullmatch(value.strip()):
-            return target
-        return pattern.sub(lambda _: str(target), value)
-    if isinstance(value, list):
-        return [substitute_target(v, arg_name, target) for v in value]
-    if isinstance(value, dict):
-        return {k: substitute_target(v, arg_name, target) for k, v in value.items()}
-    return value
-
-
-def mentions_target(value: Any, arg_name: str) -> bool:
-    return bool(substitute_target(value, arg_name, _Marker) != value)
-
-
-class _Marker:
-    """A sentinel target that makes any substitution visible."""

@@ -12,7 +12,8 @@ from typing import Any
 
 from recovery_provider.plan.layout import BRANCH, in_phase
 from recovery_provider.plan.model import Plan
-from recovery_provider.render.policy import judge_phase, run_note, run_outcome, substitute_target
+from recovery_provider.plan.targets import is_templated, substitute_target
+from recovery_provider.render.policy import judge_phase, run_note, run_outcome
 from recovery_provider.spec.expressions import UnknownState, parse_condition
 from recovery_provider.spec.models import FailurePolicy, TargetSource
 
@@ -61,21 +62,11 @@ def resolve_targets(source: dict[str, Any], arg_name: str, step_args: dict[str, 
     targets = _targets(TargetSource.model_validate(source), context)
     if limit is not None and len(targets) > limit:
         raise ValueError(f"{len(targets)} targets, more than max_targets ({limit}) the waves were laid out for: raise max_targets")
-    rows = [_target_kwargs(target, arg_name, step_args, takes_target) for target in targets]
+    rows = [target_kwargs(target, arg_name, step_args, takes_target) for target in targets]
     # Values reach the mapped tasks through XCom, which Airflow does not render: render the other
     # templates of these arguments ({{ params.x }}, {{ run_id }}) here, in this run's context.
     task = context["task"]
-    return [{k: task.render_template(v, context) if _templated(v) else v for k, v in row.items()} for row in rows]
-
-
-def _templated(value: Any) -> bool:
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, (list, tuple)):
-        return any(_templated(v) for v in value)
-    if isinstance(value, dict):
-        return any(_templated(v) for v in value.values())
-    return False
+    return [{k: task.render_template(v, context) if is_templated(v) else v for k, v in row.items()} for row in rows]
 
 
 def wave_slice(resolver_task_id: str, wave: int, size: int, **context: Any) -> list[dict[str, Any]]:
@@ -106,7 +97,7 @@ def _find_task_id(context: Any, step_id: str | None) -> str:
     return str(matches[0])
 
 
-def _target_kwargs(target: Any, arg_name: str, step_args: dict[str, dict[str, Any]], takes_target: list[str]) -> dict[str, Any]:
+def target_kwargs(target: Any, arg_name: str, step_args: dict[str, dict[str, Any]], takes_target: list[str]) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"target": target}
     for step, args in step_args.items():
         for name, value in args.items():
