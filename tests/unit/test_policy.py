@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from recovery_provider.render.policy import judge_phase, run_note, run_outcome, substitute_target
+from recovery_provider.plan.targets import substitute_target
+from recovery_provider.render.policy import judge_phase, run_note, run_outcome
 from recovery_provider.spec.models import FailurePolicy
 
 pytestmark = pytest.mark.unit

@@ -29,6 +29,17 @@ def substitute_target(value: Any, arg_name: str, target: Any) -> Any:
     return value
 
 
+def target_kwargs(target: Any, arg_name: str, step_args: dict[str, dict[str, Any]], takes_target: list[str]) -> dict[str, Any]:
+    """One target's kwargs row for a mapped task group: the resolver's at run time, or a literal one."""
+    kwargs: dict[str, Any] = {"target": target}
+    for step, args in step_args.items():
+        for name, value in args.items():
+            kwargs[f"{step}__{name}"] = substitute_target(value, arg_name, target)
+        if step in takes_target:
+            kwargs[f"{step}__{arg_name}"] = target
+    return kwargs
+
+
 def mentions_target(value: Any, arg_name: str) -> bool:
     return bool(substitute_target(value, arg_name, _Marker) != value)
 

@@ -31,6 +31,7 @@ from airflow.sdk.bases.operator import BaseOperator
 
 from recovery_provider.plan.layout import RESOLVER, LayoutTask, build_layout, in_phase, layout_record
 from recovery_provider.plan.model import Plan, PlanPhase, PlanStep
+from recovery_provider.plan.targets import target_kwargs
 from recovery_provider.render import runtime
 from recovery_provider.render.docs import runbook_markdown
 from recovery_provider.render.fanout import (
@@ -38,7 +39,6 @@ from recovery_provider.render.fanout import (
     mapped_group,
     resolver_callable,
     target_arguments,
-    target_kwargs,
 )
 from recovery_provider.render.hooks import compensate_only_if
 from recovery_provider.render.operators import WaveCheckpointOperator

@@ -63,9 +63,6 @@ def target_arguments(ops: Operators, phase: PlanPhase) -> FanOut:
     return fan
 
 
-target_kwargs = runtime.target_kwargs  # one target's kwargs row: the resolver's, or a literal one
-
-
 def resolver_callable(phase: PlanPhase, fan: FanOut) -> Callable[..., Any]:
     """What the resolver task runs: the targets, as one kwargs dict per target."""
     assert phase.fan_out is not None

@@ -11,8 +11,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from recovery_provider.plan.targets import mentions_target as mentions_target
-from recovery_provider.plan.targets import substitute_target as substitute_target
 from recovery_provider.spec.models import FailurePolicy
 
 FAILED = frozenset({"failed", "upstream_failed"})

@@ -12,7 +12,7 @@ from typing import Any
 
 from recovery_provider.plan.layout import BRANCH, in_phase
 from recovery_provider.plan.model import Plan
-from recovery_provider.plan.targets import is_templated, substitute_target
+from recovery_provider.plan.targets import is_templated, target_kwargs
 from recovery_provider.render.policy import judge_phase, run_note, run_outcome
 from recovery_provider.spec.expressions import UnknownState, parse_condition
 from recovery_provider.spec.models import FailurePolicy, TargetSource
@@ -95,16 +95,6 @@ def _find_task_id(context: Any, step_id: str | None) -> str:
     if not matches:
         raise LookupError(f"step '{step_id}' is not in DAG {dag.dag_id}")
     return str(matches[0])
-
-
-def target_kwargs(target: Any, arg_name: str, step_args: dict[str, dict[str, Any]], takes_target: list[str]) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"target": target}
-    for step, args in step_args.items():
-        for name, value in args.items():
-            kwargs[f"{step}__{name}"] = substitute_target(value, arg_name, target)
-        if step in takes_target:
-            kwargs[f"{step}__{arg_name}"] = target
-    return kwargs
 
 
 def choose_branch(choices: list[dict[str, Any]], entries: dict[str, list[str]], **context: Any) -> list[str]:
