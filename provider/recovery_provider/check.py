@@ -71,7 +71,7 @@ def check_loaded(loaded: LoadedSpec, *, lint: bool = True, render: bool = True, 
             from recovery_provider.render.accept import accepted_dag
 
             try:
-                checked.dag = accepted_dag(plan, loaded.file, serialize=serialize)
+                checked.dag = accepted_dag(plan, loaded.file, serialize=serialize, spec_text=loaded.source.text)
             except RenderError as exc:
                 problems.append(Diagnostic("error", "render", exc.message, path=exc.path))
     checked.diagnostics = sorted(

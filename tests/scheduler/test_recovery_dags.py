@@ -208,7 +208,13 @@ def test_fail_fast_gates_need_no_worker_and_stop_the_later_phases(cluster: Airfl
     assert ok_gate.state == "success" and not ok_gate.raw.get("hostname"), ok_gate.raw
     assert got["bad.fails"] == "failed" and got["bad.slow"] == "success", got
     assert got["bad.gate"] == "upstream_failed" and got["never.after"] == "upstream_failed", got
-    assert got["outcome"] == "failed", explain(cluster, "sched_fail_fast", tis)
+    # no outcome task (no `finally`, no compensation): the leaf gate failed the run, and the
+    # listener wrote the verdict
+    assert "outcome" not in got, explain(cluster, "sched_fail_fast", tis)
+    [record] = Ledger(str(cluster.home / "recovery-ledger")).runs("sched_fail_fast")
+    assert (record.outcome, record.failed_phases, record.not_run_phases) == ("failed", ["bad"], ["never"])
+    assert record.note == "FAILED in phase(s) bad; not run: never"
+    assert cluster.api.dag_run("sched_fail_fast", record.run_id).get("note") == record.note
 
 
 def test_failure_policies_count_tolerate_percent_continue(cluster: AirflowCluster) -> None:
@@ -225,7 +231,7 @@ def test_failure_policies_count_tolerate_percent_continue(cluster: AirflowCluste
         ]
     assert got["tolerate_one.gate"] == "failed", got
     assert got["never.after"] == "upstream_failed", got
-    assert got["outcome"] == "failed", got
+    assert "outcome" not in got, got
 
 
 def test_compensation_undoes_what_succeeded_newest_first_and_finally_still_fails_the_run(
@@ -266,7 +272,7 @@ def test_a_failing_non_critical_step_fails_neither_its_target_nor_its_wave_nor_i
     assert [got[f"rolling.wave1.bounce[{i}]"] for i in range(2)] == ["success", "success"]
     assert got["rolling.wave1_checkpoint"] == "success"  # max_failed_waves 1: the wave did not fail
     assert got["rolling.wave2.bounce[0]"] == "success" and got["rolling.gate"] == "success"
-    assert got["after.done"] == "success" and got["outcome"] == "success"
+    assert got["after.done"] == "success" and "outcome" not in got
     [record] = Ledger(str(cluster.home / "recovery-ledger")).runs("sched_non_critical")
     kinds = {t.task_id: t.kind for t in record.tasks}
     assert (kinds["fan.each.optional_work"], kinds["rolling.wave1_checkpoint"]) == ("step", "control")

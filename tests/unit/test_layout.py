@@ -143,7 +143,22 @@ phases:
     # fail_fast phases: what comes next waits for the gate's own upstream, not for the gate
     assert layout.task("ok.approve").upstream == ("left.l", "right.r")
     assert layout.task("left.gate").by_trigger_rule and layout.task("left.gate").upstream == ("left.l",)
-    assert layout.task("outcome").upstream == ("ok.approve", "pick.choose", "left.gate", "right.gate")
+    # no `finally`, no compensation: no outcome task, the verdict is the listener's
+    assert layout.get("outcome") is None
+
+
+def test_an_outcome_task_only_where_a_leaf_could_hide_a_failed_phase() -> None:
+    base = """
+recovery: r
+defaults: {timeout: 1m}
+phases:
+  - {id: a, steps: [{id: s, uses: empty%s}]}
+"""
+    assert build_layout(plan_of(base % "")).get("outcome") is None
+    undo = build_layout(plan_of(base % ", compensate: {uses: empty}"))
+    assert undo.task("outcome").upstream == ("a.gate", "a.s__undo")
+    final = build_layout(plan_of(base % "" + "finally: [{id: tidy, uses: empty}]\n"))
+    assert final.task("outcome").upstream == ("tidy", "a.gate")
 
 
 def test_a_non_critical_step_fails_no_wave() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from recovery_provider.exceptions import RenderError
+from recovery_provider.render import runtime
 from recovery_provider.render.dag import build_dag
 from tests.conftest import plan_of
 
@@ -53,7 +54,7 @@ finally:
 
 @pytest.fixture(scope="module")
 def dag() -> Any:
-    return build_dag(plan_of(SPEC), "shape.yaml")
+    return build_dag(plan_of(SPEC), "shape.yaml", SPEC)
 
 
 def upstream(dag: Any, task_id: str) -> set[str]:
@@ -190,39 +191,21 @@ phases:
         build_dag(plan, "r.yaml")
 
 
-def test_the_outcome_carries_the_layout_and_the_plan_not_the_spec_path(dag: Any) -> None:
+def test_the_dag_carries_its_layout_and_spec_text_and_the_outcome_only_judges(dag: Any) -> None:
     import json
 
+    from recovery_provider.evidence.verdict import recorded_dag
+
+    carried = json.loads(dag.get_task("seq.gate").doc_json)  # the first phase's exit
+    assert carried["recovery_layout"]["fan.each.dump"] == ["step", "fan", "each", "fan.targets"]
+    assert carried["recovery_layout"]["choose.choose"][0] == "branch"
+    assert carried["spec"] == SPEC  # the text, so the evidence never re-reads an edited spec
+    found = recorded_dag(dag)
+    assert found is not None and found.spec_text == SPEC and found.layout == carried["recovery_layout"]
     outcome = dag.get_task("outcome")
-    layout = json.loads(outcome.doc_json)
-    assert layout["fan.each.dump"] == ["step", "fan", "each", "fan.targets"]
-    assert layout["choose.choose"][0] == "branch"
     assert outcome.op_kwargs == {"gate_ids": ["seq.gate", "par.gate", "fan.gate", "choose.choose", "left.gate",
                                               "right.gate", "ok.approve"]}
-    assert outcome.python_callable.keywords["plan"].id == "shape"
-
-
-def test_plan_evidence_is_the_estimate_of_the_path_taken() -> None:
-    from recovery_provider.render.runtime import plan_evidence
-
-    plan = plan_of("""
-recovery: r
-objectives: {rto: 10m}
-params: {mode: {enum: [x, y], default: x}}
-phases:
-  - id: pick
-    branch: [{when: "params.mode == 'x'", then: fast}, {otherwise: slow}]
-  - {id: fast, steps: [{id: f, uses: empty, timeout: 1m, expected_duration: 10s}]}
-  - {id: slow, steps: [{id: s, uses: empty, timeout: 1m, expected_duration: 90s}]}
-""")
-
-    class Ti:
-        def xcom_pull(self, task_ids: str) -> list[str]:
-            assert task_ids == "pick.choose"
-            return ["fast.f"]
-
-    found = plan_evidence(plan, {"ti": Ti()})
-    assert (found["planned_seconds"], found["scenario"], found["rto_seconds"]) == (10.0, "fast", 600.0)
+    assert outcome.python_callable is runtime.outcome  # no plan in the task: the listener estimates
 
 
 def test_non_critical_steps_work_alike_in_fan_outs_and_waves() -> None:

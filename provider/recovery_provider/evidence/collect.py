@@ -1,9 +1,9 @@
 """Build a run's record from Airflow's metadata database, when the run has ended.
 
 Runs inside the scheduler (or the api-server, when a user sets a run's state by hand): the only
-components that read the metadata database in Airflow 3. The outcome task adds what only the spec
-knows (the estimate for the path taken) as the XCom ``recovery_evidence``; everything else comes
-from the task instances, the approvals and the timestamps the steps report.
+components that read the metadata database in Airflow 3. The verdict, the run's note and the
+estimate for the path taken are decided here too (evidence/verdict.py); everything else comes from
+the task instances, the approvals and the timestamps the steps report.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from recovery_provider.evidence.record import (
     TaskRecord,
 )
 from recovery_provider.evidence.restores import restore_line
+from recovery_provider.evidence.verdict import LayoutRecord, judge_run, recorded_dag
 from recovery_provider.plan.layout import GATE, OUTCOME
 from recovery_provider.plan.model import PROBE_SUFFIX, RESERVED_TOP_LEVEL, UNDO_SUFFIX
 
@@ -34,7 +35,6 @@ _RECORD_KINDS: dict[str, TaskKind] = {
     "step": "step", "finally": "finally", "gate": "gate", "approval": "approval", "undo": "undo",
     "probe": "probe", "wave_health": "step",
 }
-LayoutRecord = Mapping[str, Sequence[Any]]  # plan.layout.layout_record: id -> [kind, phase, group, mapped_by]
 
 
 def task_kind(task_id: str, layout: LayoutRecord | None) -> tuple[str | None, TaskKind]:
@@ -56,14 +56,9 @@ def task_kind(task_id: str, layout: LayoutRecord | None) -> tuple[str | None, Ta
 
 
 def recorded_layout(dag: Any) -> LayoutRecord | None:
-    """The layout the renderer stored in the outcome task's doc_json: serialized with the DAG version
-    that ran, so the record describes that DAG even if its spec has changed since."""
-    task = getattr(dag, "task_dict", {}).get(OUTCOME)
-    try:
-        found = json.loads(getattr(task, "doc_json", None) or "null")
-    except ValueError:
-        return None
-    return found if isinstance(found, Mapping) else None
+    """The layout of the DAG version that ran (evidence/verdict.py finds it in the DAG)."""
+    found = recorded_dag(dag)
+    return found.layout if found else None
 
 
 def mapped_feeds(layout: LayoutRecord) -> dict[str, str]:
@@ -197,6 +192,7 @@ def build_record(
     conf: Mapping[str, Any] | None,
     now: dt.datetime | None = None,
     clear_number: int = 0,
+    note: str | None = None,
 ) -> RunRecord:
     """The record from plain values (testable without Airflow): rows are task-instance columns.
 
@@ -226,7 +222,7 @@ def build_record(
         dry_run=bool(dry_run), recovery_point=oldest, data_age_seconds=data_age,
         **pitr_measures(step_results),
         tasks=tasks, approvals=list(approvals), plan=plan, restores=list(restores),
-        recorded_at=now or dt.datetime.now(dt.timezone.utc), clear_number=clear_number,
+        recorded_at=now or dt.datetime.now(dt.timezone.utc), clear_number=clear_number, note=note,
         incident=_short(incident, 100) if isinstance(incident, (str, int)) and str(incident).strip() else None,
     )
 
@@ -272,21 +268,32 @@ def collect(dag_run: Any, session: Any) -> RunRecord:
         .where(XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id,
                XComModel.key.in_(["return_value", EVIDENCE_XCOM_KEY]))
     ).all()
-    layout = recorded_layout(dag)
+    recorded = recorded_dag(dag)
+    layout = recorded.layout if recorded else None
     kinds = {row["task_id"]: task_kind(str(row["task_id"]), layout)[1] for row in rows}
     feeds = mapped_feeds(layout or {})
     step_results: list[Any] = []
     restores: list[str | None] = []  # which backup each restore step used (evidence/restores.py)
     resolvers: dict[str, Any] = {}
     evidence: Any = None
+    returns: dict[str, Any] = {}  # of the tasks that decide the verdict: gates, branches, approvals
     for row in xcoms:
-        if row.task_id == OUTCOME and row.key == EVIDENCE_XCOM_KEY:
+        if row.task_id == OUTCOME and row.key == EVIDENCE_XCOM_KEY:  # DAGs rendered before verdict.py
             evidence = XComModel.deserialize_value(row)
+        elif row.key == "return_value" and (layout or {}).get(row.task_id, ("",))[0] in ("gate", "branch", "approval"):
+            returns[row.task_id] = XComModel.deserialize_value(row)
         elif row.key == "return_value" and kinds.get(row.task_id) in ("step", "finally"):
             step_results.append(XComModel.deserialize_value(row))
             restores.append(restore_line(row.task_id, step_results[-1]))
         elif row.key == "return_value" and row.task_id in feeds.values():
             resolvers[row.task_id] = XComModel.deserialize_value(row)
+    clear_number = int(getattr(dag_run, "clear_number", 0) or 0)
+    note = None
+    if recorded is not None and not isinstance(evidence, Mapping):
+        states = {row["task_id"] if row["map_index"] < 0 else f"{row['task_id']}_{row['map_index']}": row["state"]
+                  for row in rows}
+        verdict = judge_run(recorded, states, returns, attempt=clear_number + 1, note_before=dag_run.note)
+        evidence, note = {"result": verdict.result, "plan": verdict.plan}, verdict.note
     state = dag_run.state
     return build_record(
         dag_id=dag_run.dag_id, run_id=dag_run.run_id,
@@ -297,7 +304,7 @@ def collect(dag_run: Any, session: Any) -> RunRecord:
         restores=[line for line in restores if line],
         evidence=evidence if isinstance(evidence, Mapping) else None,
         conf=dag_run.conf if isinstance(dag_run.conf, Mapping) else None,
-        clear_number=int(getattr(dag_run, "clear_number", 0) or 0),
+        clear_number=clear_number, note=note,
     )
 
 

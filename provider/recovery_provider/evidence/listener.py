@@ -1,4 +1,5 @@
-"""Listener the plugin registers: when a run of a generated DAG ends, its record goes to the ledger.
+"""Listener the plugin registers: when a run of a generated DAG ends, its record goes to the ledger
+and its verdict to the run's note.
 
 Called by the scheduler (and by the api-server when a user sets a run's state by hand) with the
 run still in that component's transaction: the record is read through the same session, inside a
@@ -50,6 +51,9 @@ def record_run(dag_run: Any) -> str | None:
                 record = collect_run(dag_run, session, previous)
         finally:
             savepoint.rollback()  # we only read; a failed read must not abort the scheduler's transaction
+        if record.note and dag_run.note != record.note:
+            # the verdict where the UI shows it: committed with the run's own new state
+            dag_run.note = record.note
     return ledger.write(record)
 
 

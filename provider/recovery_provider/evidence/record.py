@@ -58,7 +58,7 @@ class ApprovalRecord(_Model):
 
 
 class PlanEvidence(_Model):
-    """The spec's estimate for the path this run took, recorded by the run's outcome task."""
+    """The spec's estimate for the path this run took, estimated when the run was recorded."""
 
     planned_seconds: float
     scenario: str  # which branch choices the estimate assumed
@@ -121,7 +121,7 @@ class RunRecord(_Model):
     start: dt.datetime | None = None
     end: dt.datetime | None = None
     achieved_seconds: float | None = None  # end - first queued: the recovery time this run achieved
-    outcome: str | None = None  # ok | partial | failed, from the outcome task (None: it did not decide)
+    outcome: str | None = None  # ok | partial | failed (evidence/verdict.py; None: not decided)
     failed_phases: list[str] = Field(default_factory=list)
     partial_phases: list[str] = Field(default_factory=list)
     dry_run: bool = False
@@ -139,6 +139,7 @@ class RunRecord(_Model):
     clear_number: int = 0  # Airflow's count of clears of this run
     attempts: list[AttemptRecord] = Field(default_factory=list)  # oldest first; empty in old records
     incident: str | None = None  # the run's `incident` param: runs that share it are one incident
+    note: str | None = None  # the verdict the listener put on the DAG run's note
 
     @property
     def rto_seconds(self) -> float | None:

@@ -25,6 +25,7 @@ Trigger = Literal["all_success", "all_done", "none_failed", "one_failed", "none_
 # -- task-id naming: the only place that spells the ids of the tasks the DAG factory adds ----------
 PREFLIGHT = "preflight"
 OUTCOME = "outcome"
+LAYOUT_DOC_KEY = "recovery_layout"  # the first phase exit's doc_json: {LAYOUT_DOC_KEY: layout_record, "spec": text}
 GATE = "gate"
 RESOLVER = "targets"
 BRANCH = "choose"
@@ -136,7 +137,13 @@ class _Builder:
         last = tuple(self.exits[p] for p in self.plan.leaves) + tuple(self.after_gates)
         for step in self.plan.finally_steps:
             last = (self.add(LayoutTask(step.id, "finally", None, step.id, "all_done", last)),)
-        self.add(LayoutTask(OUTCOME, "outcome", None, None, "all_done", tuple(dict.fromkeys(last + tuple(self.exits.values())))))
+        if self.plan.finally_steps or self.after_gates:
+            # Airflow decides a run's state by its leaves: a `finally` step or a compensation that
+            # succeeds would hide the failed phase before it, so one worker task decides instead.
+            # Otherwise the leaves are gates a failure reaches (upstream_failed), and the verdict,
+            # partial or not, is the listener's (evidence/verdict.py): no task on the critical path.
+            self.add(LayoutTask(OUTCOME, "outcome", None, None, "all_done",
+                                tuple(dict.fromkeys(last + tuple(self.exits.values())))))
         return Layout(self.plan.id, tuple(self.tasks), tuple(self.phases))
 
     def phase(self, phase: PlanPhase, upstream: tuple[str, ...]) -> str:
@@ -310,7 +317,7 @@ def build_layout(plan: Plan) -> Layout:
 
 def layout_record(layout: Layout) -> dict[str, list[Any]]:
     """Task id -> [kind, phase, mapped group, mapped by(, literal targets)]: what the evidence
-    classifies a run's task instances by. The renderer stores it in the DAG (outcome's doc_json),
+    classifies a run's task instances by. The renderer stores it in the DAG (a doc_json),
     so it is serialized with the DAG version the run used and describes the DAG that ran, not a
     spec edited since."""
     return {t.id: [t.kind, t.phase_id, t.group, t.mapped_by, *([list(t.targets)] if t.targets is not None else [])]

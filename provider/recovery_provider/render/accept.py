@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 WHOLE_SPEC = ("recovery",)  # where a problem of the whole DAG is shown: the spec's id
 
 
-def accepted_dag(plan: Plan, source: str, *, serialize: bool = True) -> DAG:
+def accepted_dag(plan: Plan, source: str, *, serialize: bool = True, spec_text: str | None = None) -> DAG:
     """Render `plan`, then check it as the dag-processor will; RenderError says where and why.
 
     `serialize=False` skips the serialization check in task processes: the DAG they run already
@@ -32,7 +32,7 @@ def accepted_dag(plan: Plan, source: str, *, serialize: bool = True) -> DAG:
     from recovery_provider.render.dag import build_dag
 
     try:
-        dag = build_dag(plan, source)
+        dag = build_dag(plan, source, spec_text)
     except RenderError:
         raise
     except Exception as exc:  # never an "internal error": say what Airflow refused, and where

@@ -3,7 +3,7 @@
 The layout (plan/layout.py) decides every task, its id, kind, trigger rule and upstream; this
 module only builds each task's operator and wires the edges the layout lists. Shape::
 
-    [preflight] -> [phase TaskGroups in plan order, each ending in one gate task] -> finally -> outcome
+    [preflight] -> [phase TaskGroups in plan order, each ending in one gate task] -> [finally -> outcome]
 
 - Each phase's entry tasks wait for the gates of its upstream phases (``none_failed``), so edges
   stay O(phases) instead of leaves x roots, and a skipped branch path lets the join run.
@@ -13,13 +13,13 @@ module only builds each task's operator and wires the edges the layout lists. Sh
 - ``preflight`` (pools present and large enough) only when the spec declares pools.
 - Compensations run after a failed gate, in reverse step order, each only if its step succeeded.
 - ``finally`` steps run whatever happened; the single ``outcome`` leaf then fails the run if any
-  phase failed, so cleanup never hides a failure.
+  phase failed, so cleanup never hides a failure. Without ``finally`` or compensations there is no
+  outcome task: a failure reaches the leaf gates, and the listener records the verdict.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import itertools
 import json
 from typing import Any
@@ -29,7 +29,14 @@ from airflow.providers.standard.operators.python import BranchPythonOperator, Py
 from airflow.sdk import DAG, Param, TaskGroup, TriggerRule
 from airflow.sdk.bases.operator import BaseOperator
 
-from recovery_provider.plan.layout import RESOLVER, LayoutTask, build_layout, in_phase, layout_record
+from recovery_provider.plan.layout import (
+    LAYOUT_DOC_KEY,
+    RESOLVER,
+    LayoutTask,
+    build_layout,
+    in_phase,
+    layout_record,
+)
 from recovery_provider.plan.model import Plan, PlanPhase, PlanStep
 from recovery_provider.plan.targets import target_kwargs
 from recovery_provider.render import runtime
@@ -46,10 +53,11 @@ from recovery_provider.render.tasks import Operators
 
 
 class _Renderer(Operators):
-    def __init__(self, plan: Plan, source: str) -> None:
+    def __init__(self, plan: Plan, source: str, spec_text: str | None) -> None:
         super().__init__()
         self.plan = plan
         self.source = source
+        self.spec_text = spec_text  # None: the runs' records will have no estimate
         self.layout = build_layout(plan)
         self.tasks: dict[str, BaseOperator] = {}
         self.fan_outs: dict[str, FanOut] = {}  # for_each/waves phase -> what its resolver maps
@@ -86,6 +94,11 @@ class _Renderer(Operators):
                 else:
                     self.phase(self.plan.phase(phase_id), list(run))
         self.link_branches()
+        # What the listener records the run by (evidence/verdict.py), serialized with the DAG version
+        # a run uses, so the record describes the DAG that ran, not a spec edited since: the layout
+        # and the spec's text. doc_json, because templated fields are cut at 4096 characters.
+        carrier = self.tasks[self.layout.phases[0].exit]
+        carrier.doc_json = json.dumps({LAYOUT_DOC_KEY: layout_record(self.layout), "spec": self.spec_text})
         return dag
 
     def add(self, task: LayoutTask, operator: BaseOperator) -> None:
@@ -103,16 +116,11 @@ class _Renderer(Operators):
                 task_display_name="preflight", doc_md="Fails at once when a pool this DAG needs is missing or too small.",
             )
         if task.kind == "outcome":
-            # The plan goes in a partial (the worker's own parse, never serialized nor templated):
-            # the estimate for the path taken comes from it, not from re-reading the spec from disk.
-            # The layout goes in doc_json, serialized with the DAG version a run uses (templated
-            # fields such as op_kwargs are cut at 4096 characters): the evidence classifies by it.
             return PythonOperator(
-                task_id=task.id, python_callable=functools.partial(runtime.outcome, plan=self.plan),
+                task_id=task.id, python_callable=runtime.outcome,
                 op_kwargs={"gate_ids": [p.exit for p in self.layout.phases]},
-                doc_json=json.dumps(layout_record(self.layout)),
                 trigger_rule=TriggerRule.ALL_DONE, retries=0, task_display_name="outcome",
-                doc_md="Fails the run when any phase failed (after `finally`); flags a partial recovery.",
+                doc_md="Fails the run when any phase failed, after `finally` and the compensations ran.",
             )
         assert task.kind == "finally" and task.step_id is not None
         return self.step_task(self.steps[(None, task.step_id)], task.id, TriggerRule(task.trigger))
@@ -287,6 +295,10 @@ def _deadline(plan: Plan) -> Any:
     )
 
 
-def build_dag(plan: Plan, source: str = "<spec>") -> DAG:
-    """Render a compiled plan into an Airflow DAG; RenderError says where in the spec it failed."""
-    return _Renderer(plan, source).dag()
+def build_dag(plan: Plan, source: str = "<spec>", spec_text: str | None = None) -> DAG:
+    """Render a compiled plan into an Airflow DAG; RenderError says where in the spec it failed.
+
+    `spec_text` is the spec file's text the plan was compiled from, kept in the DAG for the evidence
+    of its runs (the estimate for the path a run took).
+    """
+    return _Renderer(plan, source, spec_text).dag()

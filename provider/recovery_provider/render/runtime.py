@@ -1,4 +1,4 @@
-"""Callables that generated DAGs run inside tasks: gates, fan-out resolvers, branch, outcome.
+"""Callables that generated DAGs run inside tasks: gates, fan-out resolvers, branch, outcome, preflight.
 
 They read task states through the Task SDK's execution API (task code cannot query the
 database in Airflow 3) and leave every decision to the pure functions of
@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from recovery_provider.plan.layout import BRANCH, in_phase
-from recovery_provider.plan.model import Plan
 from recovery_provider.plan.targets import is_templated, target_kwargs
 from recovery_provider.render.policy import judge_phase, run_note, run_outcome
 from recovery_provider.spec.expressions import UnknownState, parse_condition
@@ -119,92 +117,17 @@ def choose_branch(choices: list[dict[str, Any]], entries: dict[str, list[str]], 
     return entries[fallback]
 
 
-def outcome(gate_ids: list[str], plan: Plan | None = None, **context: Any) -> dict[str, Any]:
-    """The run's verdict, decided once at the end: a failed phase fails the run even after `finally`.
-
-    Also leaves, as XCom ``recovery_evidence``, what the ledger cannot read off Airflow: the
-    verdict (also when it fails the run), dry run or not, and the plan's estimate for the path
-    taken. `plan` is the one this DAG was rendered from.
-    """
+def outcome(gate_ids: list[str], **context: Any) -> dict[str, Any]:
+    """Fail the run when any phase failed. Only DAGs with `finally` steps or compensations have this
+    task: their leaves would hide the failure. The verdict (partial, the note, the estimate) is
+    decided by the listener that records the run (evidence/verdict.py), with or without it."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from recovery_provider.evidence.collect import EVIDENCE_XCOM_KEY
-
-    ti = context["ti"]
-    every = _states(context)  # all task instances of the run: which phases never ran
-    states = {g: every.get(g) for g in gate_ids}
-    verdicts = {gate_id: ti.xcom_pull(task_ids=gate_id) for gate_id in gate_ids}
-    result = run_outcome(
-        {g.rsplit(".", 1)[0]: v for g, v in verdicts.items()}, {g.rsplit(".", 1)[0]: s for g, s in states.items()},
-        every,
-    )
-    ti.xcom_push(key=EVIDENCE_XCOM_KEY, value={
-        "result": result, "dry_run": bool(context["params"].get("dry_run")),
-        "plan": plan_evidence(plan, context) if plan is not None else None,
-    })
-    attempt = int(getattr(context.get("dag_run"), "clear_number", 0) or 0) + 1  # re-runs after a clear
-    details = "; ".join(
-        f"{phase}: {verdicts[f'{phase}.gate'].get('reason', '')}" for phase in result["partial_phases"]
-        if verdicts.get(f"{phase}.gate")
-    )
-    note = run_note(result, attempt, details, _run_note(context) if attempt > 1 else None)
-    if note:
-        _note_run(context, note)
+    every = {k: v for k, v in _states(context).items() if k != context["ti"].task_id}
+    result = run_outcome({}, {g.rsplit(".", 1)[0]: every.get(g) for g in gate_ids}, every)
     if result["outcome"] == "failed":
-        raise AirflowFailException(f"recovery {note}")
-    if result["outcome"] == "partial":
-        log.warning("recovery PARTIAL: failures were accepted in %s", details)
+        raise AirflowFailException(f"recovery {run_note(result)}")
     return result
-
-
-def plan_evidence(plan: Plan, context: Any) -> dict[str, Any]:
-    """The plan's estimate for the branch choices this run made (estimated here, once per run, not
-    at every parse of the DAG file)."""
-    from recovery_provider.plan.estimate import estimate_plan
-
-    estimate = estimate_plan(plan)
-    choices = {}
-    for phase in plan.phases:
-        if phase.kind == "branch":
-            taken = context["ti"].xcom_pull(task_ids=in_phase(phase.id, BRANCH))
-            if taken:
-                choices[phase.id] = str(next(iter(taken))).split(".", 1)[0]
-    scenario = next((s for s in estimate.scenarios if s.choices == choices), estimate.worst)
-    objectives = plan.spec.objectives
-    return {
-        "planned_seconds": scenario.planned,
-        "scenario": scenario.label,
-        "critical_path": list(scenario.critical_path),
-        "phase_windows": {k: list(v) for k, v in scenario.phase_windows.items()},
-        "rto_seconds": objectives.rto.total_seconds() if objectives.rto else None,
-        "rpo_seconds": objectives.rpo.total_seconds() if objectives.rpo else None,
-        "assumptions": list(estimate.assumptions),
-    }
-
-
-def _run_path(context: Any) -> str:
-    from urllib.parse import quote
-
-    ti = context["ti"]
-    return f"/dags/{quote(ti.dag_id, safe='')}/dagRuns/{quote(ti.run_id, safe='')}"
-
-
-def _run_note(context: Any) -> str | None:
-    """The run's note as an earlier attempt left it (the task context does not carry it); best effort."""
-    try:
-        note = _api_from_connection().request("GET", _run_path(context)).json().get("note")
-    except Exception as exc:
-        log.warning("could not read the run note: %s", exc)
-        return None
-    return note if isinstance(note, str) else None
-
-
-def _note_run(context: Any, note: str) -> None:
-    """Put the verdict on the DAG run's note, where the UI shows it; best effort, never fails the run."""
-    try:
-        _api_from_connection().request("PATCH", _run_path(context), json={"note": note})
-    except Exception as exc:  # the verdict is in the log and XCom already
-        log.warning("could not set the run note (%s): %s", note, exc)
 
 
 API_CONN_ID = "airflow_api"

@@ -75,8 +75,12 @@ class SourceMap:
                 converter = _Converter(self.file, keys, values)
                 converter.convert(node, ())
                 converter.loader.dispose()
-        del self._text
         return keys, values
+
+    @property
+    def text(self) -> str:
+        """The file's text, as loaded (the DAG keeps it for the evidence of its runs)."""
+        return self._text
 
     @property
     def keys(self) -> dict[Path, Location]:
