@@ -94,7 +94,7 @@ def evidence_runs(evidence_cluster: AirflowCluster, ledger_s3: tuple[str, str], 
     state = api.wait_for_run("evidence_drill", drill, timeout=240)
     assert state == "success", {(t.task_id, t.map_index): t.state for t in api.task_instances("evidence_drill", drill)}
     # a drill stopped by hand while it waits for its approval: the api-server ends it, the
-    # outcome task never runs; the listener there still records what happened
+    # outcome task never runs; the listener there still records and judges what happened
     stopped = api.trigger("evidence_drill", {"location": location, "marker": str(store / "unused-marker")})
     api.wait_for_task_state("evidence_drill", stopped, "approve.approve", ["awaiting_input"], timeout=180)
     api.request("PATCH", f"/dags/evidence_drill/dagRuns/{quote(stopped, safe='')}", json={"state": "failed"})

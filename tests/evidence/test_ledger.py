@@ -71,7 +71,9 @@ def test_the_approval_records_who_answered_what(evidence_runs: EvidenceRuns) -> 
 def test_a_run_stopped_by_hand_is_recorded_as_far_as_it_went(evidence_runs: EvidenceRuns) -> None:
     record = record_of(evidence_runs, "evidence_drill", evidence_runs.stopped_run)
     states = {t.task_id: t.state for t in record.tasks}
-    assert record.state == "failed" and record.outcome is None and record.plan is None
+    # judged as far as it went: the approval it was stopped at is the phase that failed
+    assert (record.state, record.outcome, record.failed_phases) == ("failed", "failed", ["approve"])
+    assert record.note == "FAILED in phase(s) approve" and record.plan is not None
     assert states["backup.dump"] == "success" and states["approve.approve"] not in ("success", None)
     [approval] = record.approvals
     assert approval.responded_by is None and approval.chosen is None
