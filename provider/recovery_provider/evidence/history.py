@@ -157,7 +157,10 @@ def without(history: History, run_id: str) -> History:
 
 
 def fold(history: History, record: RunRecord, now: dt.datetime | None = None) -> History:
-    """``history`` with ``record``'s run in it (replacing what an earlier end of the same run left)."""
+    """``history`` with ``record``'s run in it (replacing what an earlier end of the same run left).
+    Dry runs are left out: their steps change nothing and take no time, they would skew both."""
+    if record.dry_run:
+        return history
     base = without(history, record.run_id)
     at = _run_at(record)
     steps = dict(base.steps)
@@ -219,7 +222,7 @@ def alert_settings(record: RunRecord) -> tuple[float | None, int]:
 def slow_steps(record: RunRecord, history: History) -> list[SlowStepRecord]:
     """The run's step tries that ran past their threshold, judged by the history before this run."""
     factor, min_samples = alert_settings(record)
-    if factor is None:
+    if factor is None or record.dry_run:
         return []
     before = without(history, record.run_id)
     usual: dict[str, Usual | None] = {}
@@ -301,6 +304,29 @@ def reset(history: History, name: str, now: dt.datetime | None = None) -> Histor
 
 def known_paths(history: History) -> list[str]:
     return sorted({*history.phases, *history.steps})
+
+
+@dataclass(frozen=True)
+class PathStatus:
+    name: str
+    results: list[str]  # oldest first
+    streak: int  # failures since the last success or reset
+    reset_at: str | None
+
+
+def recent_results(history: History, last: int = 10) -> list[PathStatus]:
+    """Per phase and step: its last results (oldest first) and the failures since its last success
+    or reset (what a breaker counts; the window is the spec's), for ``recovery breaker status``."""
+    rows: list[PathStatus] = []
+    for name in known_paths(history):
+        kind: Literal["branch", "step"] = "branch" if name in history.phases else "step"
+        results = ([e.result for e in history.phases[name]] if kind == "branch"
+                   else [e.outcome or "-" for e in history.steps[name]])
+        everything = CircuitBreaker(failures=HISTORY_RUNS, within=HISTORY_RUNS)
+        streak = len(breaker_state(history, name, kind, everything).failures)
+        reset_at = history.resets.get(name)
+        rows.append(PathStatus(name, list(results[-last:]), streak, reset_at.isoformat() if reset_at else None))
+    return rows
 
 
 # -- through a ledger ------------------------------------------------------------------------------

@@ -83,6 +83,10 @@ class SlowStepRecord(_Model):
     p95_seconds: float
     samples: int
 
+    def describe(self) -> str:
+        return (f"{self.task}: {self.seconds:.1f}s, past its alert threshold of {self.threshold_seconds:.1f}s "
+                f"(usually {self.median_seconds:.1f}s, p95 {self.p95_seconds:.1f}s over {self.samples} tries)")
+
 
 class BreakerRecord(_Model):
     """A circuit breaker that was open in this run: the path was not called, and why."""
@@ -91,6 +95,10 @@ class BreakerRecord(_Model):
     kind: Literal["branch", "step"]
     reason: str
     fallback: str | None = None  # branches: the phase taken instead
+
+    def describe(self) -> str:
+        instead = f"took {self.fallback} instead" if self.fallback else "failed without calling out"
+        return f"{self.name}: {instead}; {self.reason}"
 
 
 class ClearRecord(_Model):
