@@ -217,3 +217,21 @@ def test_circuit_breaker_settings_are_checked() -> None:
     assert "test.yaml:6:60: error: phases[0].branch[0].circuit_breaker: failures (5) cannot exceed within (3)" in messages
     assert "test.yaml:7:9: error: phases[0].branch[1]: the fallback cannot have a circuit_breaker" in messages
     assert "circuit_breaker.within: Input should be less than or equal to 30" in messages
+
+
+def test_breaker_cli_resets_a_known_path_and_refuses_an_unknown_one(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from recovery_provider.cli.main import app
+    from recovery_provider.exceptions import RecoveryError
+
+    ledger = Ledger(str(tmp_path))
+    ledger.write_history(folded(path_run(0, "failed"), path_run(1, "failed")))
+    runner = CliRunner()
+    status = runner.invoke(app, ["breaker", "status", "dr", "--ledger", str(tmp_path)], catch_exceptions=False)
+    assert "primary: failed failed; failures since the last success 2" in status.output
+    with pytest.raises(RecoveryError, match=r"'primery' has no history in 'dr'.*known phases and steps: primary, primary\.s"):
+        runner.invoke(app, ["breaker", "reset", "dr", "primery", "--ledger", str(tmp_path)], catch_exceptions=False)
+    done = runner.invoke(app, ["breaker", "reset", "dr", "primary", "--ledger", str(tmp_path)], catch_exceptions=False)
+    assert done.exit_code == 0 and "reset" in done.output
+    assert not breaker_state(ledger.read_history("dr"), "primary", "branch", BREAKER).open

@@ -135,7 +135,7 @@ def phase_results(record: RunRecord) -> dict[str, Result]:
     for task in record.tasks:
         if task.phase is None:
             continue
-        if task.kind == "gate" and task.state == "failed":
+        if task.kind == "gate" and task.state in ("failed", "upstream_failed"):  # a fail_fast gate: upstream_failed
             gate_failed.add(task.phase)
         elif task.kind == "step" and task.state in ("success", "failed"):
             ran.add(task.phase)
