@@ -22,6 +22,7 @@ ledger. Nothing here imports Airflow.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -30,11 +31,11 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from recovery_provider.evidence.record import BreakerRecord, RunRecord, SlowStepRecord, TaskRecord
 from recovery_provider.spec.alerts import HISTORY_RUNS, Alerts, CircuitBreaker
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where used: the slow-step watchdog reads history without building them
     from recovery_provider.evidence.ledger import Ledger
+    from recovery_provider.evidence.record import BreakerRecord, RunRecord, SlowStepRecord, TaskRecord
 
 SAMPLES_PER_RUN = 20
 BREAKER_XCOM_KEY = "recovery_breaker"  # a BreakerRecord, pushed by the task that found a breaker open
@@ -42,7 +43,8 @@ Result = Literal["success", "failed", "open"]  # open: the path was not called, 
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # built on first use: the slow-step watchdog reads the raw JSON (usual_from_json) without them
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class RunMark(_Model):
@@ -205,7 +207,17 @@ class Usual:
 
 def usual_duration(history: History, step: str, min_samples: int) -> Usual | None:
     """None until the history holds ``min_samples`` successful tries of the step."""
-    samples = [d for entry in history.steps.get(step, []) for d in entry.durations]
+    return _usual([d for entry in history.steps.get(step, []) for d in entry.durations], min_samples)
+
+
+def usual_from_json(text: str, step: str, min_samples: int, run_id: str | None = None) -> Usual | None:
+    """:func:`usual_duration` straight from the summary's JSON (``run_id``'s own entry left out): what
+    a task reads in the background while its step runs, without building the models."""
+    entries = json.loads(text).get("steps", {}).get(step, [])
+    return _usual([float(d) for e in entries if e.get("run_id") != run_id for d in e.get("durations", [])], min_samples)
+
+
+def _usual(samples: list[float], min_samples: int) -> Usual | None:
     if len(samples) < max(min_samples, 1):
         return None
     return Usual(median=statistics.median(samples), p95=percentile(samples, 0.95), samples=len(samples))
@@ -221,6 +233,8 @@ def alert_settings(record: RunRecord) -> tuple[float | None, int]:
 
 def slow_steps(record: RunRecord, history: History) -> list[SlowStepRecord]:
     """The run's step tries that ran past their threshold, judged by the history before this run."""
+    from recovery_provider.evidence.record import SlowStepRecord
+
     factor, min_samples = alert_settings(record)
     if factor is None or record.dry_run:
         return []

@@ -14,13 +14,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from pydantic import ValidationError
 
-from recovery_provider.evidence.history import History
-from recovery_provider.evidence.record import RunRecord
+if TYPE_CHECKING:  # imported where used: a task reading the history needs no run record model
+    from recovery_provider.evidence.history import History
+    from recovery_provider.evidence.record import RunRecord
 
 # defined in exceptions.py, one hierarchy; still importable from here
 from recovery_provider.exceptions import LedgerError as LedgerError
@@ -84,18 +85,27 @@ class Ledger:
 
     def read_history(self, dag_id: str) -> History:
         """The DAG's history summary (evidence/history.py); empty when none was written yet."""
-        path = self._history_path(dag_id)
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
+        from recovery_provider.evidence.history import History
+
+        text = self.read_history_text(dag_id)
+        if text is None:
             return History(dag_id=dag_id)
-        except OSError as exc:
-            raise LedgerError(f"cannot read {path}: {exc}") from exc
+        path = self._history_path(dag_id)
         try:
             return History.model_validate_json(text)
         except ValidationError as exc:
             raise LedgerError(f"{path} is not a history summary of this provider ({exc.error_count()} problems): "
                               "delete it, the next recorded run starts a new one") from None
+
+    def read_history_text(self, dag_id: str) -> str | None:
+        """The summary's JSON as stored (None when there is none yet)."""
+        path = self._history_path(dag_id)
+        try:
+            return str(path.read_text())
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise LedgerError(f"cannot read {path}: {exc}") from exc
 
     def write_history(self, history: History) -> str:
         """Replace the DAG's history summary, atomically as a run record."""
@@ -138,6 +148,8 @@ class Ledger:
 
     @staticmethod
     def _parse(text: str, path: Any) -> RunRecord:
+        from recovery_provider.evidence.record import RunRecord
+
         try:
             return RunRecord.model_validate_json(text)
         except ValidationError as exc:

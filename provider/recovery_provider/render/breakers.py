@@ -13,6 +13,7 @@ import threading
 from typing import Any, Literal
 
 log = logging.getLogger(__name__)
+WATCHDOG_GRACE = 1.0  # seconds the watchdog waits before reading: the step starts first
 
 
 def open_breaker(context: Any, name: str, kind: Literal["branch", "step"], breaker: dict[str, Any],
@@ -45,27 +46,33 @@ def open_breaker(context: Any, name: str, kind: Literal["branch", "step"], break
 def start_watchdog(context: Any, step: str, factor: float, min_samples: int) -> threading.Thread:
     """Watch this try from a daemon thread: read the step's usual duration from the history and
     raise the slow-step alert (alerts.py) once the try runs past ``p95 x factor``. The thread starts
-    at once and does its reading in the background, so the step's start is not delayed; it ends
-    with the task's process (a finished, failed or deferred try)."""
+    at once, waits :data:`WATCHDOG_GRACE` and reads in the background, so the step's start is not
+    delayed; it ends with the task's process (a finished, failed or deferred try)."""
     ti = context["ti"]
     started = getattr(ti, "start_date", None) or dt.datetime.now(dt.timezone.utc)
     key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
     thread = threading.Thread(
         target=_watch, name=f"recovery-watchdog-{key}", daemon=True,
-        args=(ti.dag_id, ti.run_id, key, step, factor, min_samples, started),
+        args=(ti.dag_id, ti.run_id, key, step, factor, min_samples, started, None, WATCHDOG_GRACE),
     )
     thread.start()
     return thread
 
 
 def _watch(dag_id: str, run_id: str, task: str, step: str, factor: float, min_samples: int,
-           started: dt.datetime, stop: threading.Event | None = None) -> bool:
-    """The watchdog's body; True when it raised the alert."""
+           started: dt.datetime, stop: threading.Event | None = None, grace: float = 0.0) -> bool:
+    """The watchdog's body; True when it raised the alert. It waits ``grace`` seconds first, so the
+    step's own start has the process to itself, then reads the summary's raw JSON (no models built)."""
+    stop = stop or threading.Event()
+    if stop.wait(grace):
+        return False
     from recovery_provider.alerts import Alert, send
-    from recovery_provider.evidence.history import load_history, usual_duration, without
+    from recovery_provider.evidence.history import usual_from_json
+    from recovery_provider.evidence.ledger import Ledger
 
     try:
-        usual = usual_duration(without(load_history(dag_id), run_id), step, min_samples)
+        text = Ledger().read_history_text(dag_id)
+        usual = usual_from_json(text, step, min_samples, run_id) if text else None
     except Exception as exc:  # never the step's problem
         log.info("slow-step alert off for this try: the ledger's history cannot be read (%s)", exc)
         return False
@@ -75,7 +82,7 @@ def _watch(dag_id: str, run_id: str, task: str, step: str, factor: float, min_sa
     limit = usual.threshold(factor)
     log.info("slow-step alert for %s: %s", step, usual.describe(factor))
     elapsed = (dt.datetime.now(dt.timezone.utc) - started).total_seconds()
-    if (stop or threading.Event()).wait(max(0.0, limit - elapsed)):
+    if stop.wait(max(0.0, limit - elapsed)):
         return False
     elapsed = (dt.datetime.now(dt.timezone.utc) - started).total_seconds()
     send(Alert(
