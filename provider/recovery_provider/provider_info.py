@@ -149,6 +149,17 @@ CONFIG: dict[str, Any] = {
                 "example": "s3://aws_default@recovery/ledger",
                 "default": "",
             },
+            "alert_callback": {
+                "description": (
+                    "module:function that receives every alert of every recovery DAG (a missed RTO, a "
+                    "slow step) as a recovery_provider.alerts.Alert, after it is logged; importable by "
+                    "the triggerer and the workers. Empty: alerts are only logged."
+                ),
+                "version_added": "0.1.0",
+                "type": "string",
+                "example": "my_team.alerting:notify",
+                "default": "",
+            },
         },
     },
 }

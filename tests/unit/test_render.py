@@ -228,3 +228,32 @@ phases:
     assert dag.get_task("w.wave1.must2").trigger_rule == "all_done"
     assert dag.get_task("f.gate").op_kwargs["non_critical"] == ["maybe"]
     assert dag.get_task("w.wave1_checkpoint").waves == [["w.wave1.must2"]]
+
+
+def test_breakers_and_slow_step_settings_reach_the_tasks() -> None:
+    dag = build_dag(plan_of("""
+        recovery: learns
+        alerts: {slow_step_factor: 3.0, min_samples: 6}
+        defaults: {timeout: 1m}
+        phases:
+          - id: choose
+            branch:
+              - {when: "params.dry_run == false", then: primary, circuit_breaker: {failures: 2, within: 5}}
+              - {otherwise: fallback}
+          - id: primary
+            for_each: {over: [a, b]}
+            steps: [{id: copy, uses: bash, with: {bash_command: "echo {{ target }}"}, circuit_breaker: {failures: 1, within: 3}}]
+          - {id: fallback, steps: [{id: page, uses: empty}]}
+    """))
+    choices = dag.task_dict["choose.choose"].op_kwargs["choices"]
+    assert choices[0]["breaker"] == {"failures": 2, "within": 5} and "breaker" not in choices[1]
+    hook = dag.task_dict["primary.each.copy"]._pre_execute_hook
+    cells = {type(c.cell_contents).__name__: c.cell_contents for c in hook.__closure__ or ()}
+    assert (cells["float"], cells["int"], cells["str"]) == (3.0, 6, "primary.copy")
+    assert cells["dict"] == {"failures": 1, "within": 3}
+    off = build_dag(plan_of("""
+        recovery: quiet
+        alerts: {slow_step_factor: null}
+        phases: [{id: p, steps: [{id: s, uses: empty}]}]
+    """))
+    assert off.task_dict["p.s"]._pre_execute_hook.__name__ == "skip_in_dry_run"  # no watchdog, only the dry-run skip

@@ -80,7 +80,9 @@ def print_report(console: Console, report: Report) -> None:
         console.print(line, markup=False, highlight=False)
     console.print("critical path: " + " -> ".join(report.critical_path), markup=False)
     for title, items in (("failures", report.failures), ("retried", report.retried), ("compensations", report.compensations),
-                         ("backups restored", report.restores)):
+                         ("backups restored", report.restores),
+                         ("slow steps (past p95 x factor of their history)", [s.describe() for s in report.slow_steps]),
+                         ("circuit breakers open", [b.describe() for b in report.breakers])):
         if items:
             console.print(f"{title}:", markup=False)
             for item in items:

@@ -238,6 +238,54 @@ def report(
         print_report(console, result)
 
 
+breaker_app = typer.Typer(help="Circuit breakers of recovery DAGs (spec: circuit_breaker), from the ledger's history.",
+                          no_args_is_help=True)
+app.add_typer(breaker_app, name="breaker")
+LedgerOption = Annotated[str | None, typer.Option(
+    "--ledger", envvar="AIRFLOW__RECOVERY__LEDGER_LOCATION",
+    help="Where the ledger is: a folder, file:// or s3://conn@bucket/prefix. Default: $AIRFLOW_HOME/recovery-ledger.",
+)]
+
+
+@breaker_app.command("reset")
+def breaker_reset(
+    dag_id: Annotated[str, typer.Argument(help="The recovery DAG.")],
+    name: Annotated[str, typer.Argument(help="The breaker: a branch case's phase, or a step as phase.step.")],
+    ledger: LedgerOption = None,
+) -> None:
+    """Close a circuit breaker: failures recorded before now no longer count."""
+    from recovery_provider.evidence.history import known_paths, reset_breaker
+    from recovery_provider.evidence.ledger import Ledger
+
+    with _stdout_to_stderr():
+        store = Ledger(ledger)
+        known = known_paths(store.read_history(dag_id))
+        if name not in known:
+            raise RecoveryError(f"'{name}' has no history in '{dag_id}' at {store.location}: "
+                                f"known phases and steps: {', '.join(known) or 'none (no run recorded yet)'}")
+        reset_breaker(store, dag_id, name)
+    console.print(f"circuit breaker '{name}' of {dag_id} reset: earlier failures no longer count", markup=False)
+
+
+@breaker_app.command("status")
+def breaker_status(dag_id: Annotated[str, typer.Argument(help="The recovery DAG.")], ledger: LedgerOption = None,
+                   as_json: JsonFlag = False) -> None:
+    """Recent results of each phase and step of a DAG, newest last, with the failures that count."""
+    from recovery_provider.evidence.history import recent_results
+    from recovery_provider.evidence.ledger import Ledger
+
+    with _stdout_to_stderr():
+        rows = recent_results(Ledger(ledger).read_history(dag_id))
+    if as_json:
+        import dataclasses
+
+        _emit_json([dataclasses.asdict(row) for row in rows])
+        return
+    for row in rows:
+        console.print(f"{row.name}: {' '.join(row.results) or '-'}; failures since the last success {row.streak}"
+                      + (f" (reset {row.reset_at})" if row.reset_at else ""), markup=False)
+
+
 def main() -> None:
     """Console entry point: user errors are one clear line, never a traceback."""
     try:

@@ -1,6 +1,7 @@
 """The run ledger: one JSON record per run, in a folder or a bucket that outlives runs and workers.
 
-Layout: ``<location>/<dag_id>/<run_id, %-quoted>.json``. The location is Airflow's
+Layout: ``<location>/<dag_id>/<run_id, %-quoted>.json``, and beside the runs the DAG's history
+``<location>/<dag_id>/_history.json`` (evidence/history.py), which the runs listing ignores. The location is Airflow's
 ``[recovery] ledger_location`` (env ``AIRFLOW__RECOVERY__LEDGER_LOCATION``): a path, a ``file://``
 URL, or ``s3://conn_id@bucket/prefix`` (credentials from the Airflow connection, never the URL).
 Default: ``$AIRFLOW_HOME/recovery-ledger``. The scheduler writes (it sees every run end); the
@@ -13,18 +14,21 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from pydantic import ValidationError
 
-from recovery_provider.evidence.record import RunRecord
+if TYPE_CHECKING:  # imported where used: a task reading the history needs no run record model
+    from recovery_provider.evidence.history import History
+    from recovery_provider.evidence.record import RunRecord
 
 # defined in exceptions.py, one hierarchy; still importable from here
 from recovery_provider.exceptions import LedgerError as LedgerError
 
 LOCATION_ENV = "AIRFLOW__RECOVERY__LEDGER_LOCATION"
 SUFFIX = ".json"
+HISTORY = "_history"  # <dag>/_history.json; a run whose id is "_history" is stored as %5Fhistory.json
 
 
 def default_location() -> str:
@@ -57,7 +61,7 @@ def _root(location: str) -> Any:
 def _name(value: str) -> str:
     """A file name for an id: '/' and friends %-quoted, and no '.' or '..' (ids may be made of dots)."""
     name = quote(value, safe="")
-    return "%2E" + name[1:] if name.startswith(".") else name
+    return "%2E" + name[1:] if name.startswith(".") else "%5F" + name[1:] if name == HISTORY else name
 
 
 class Ledger:
@@ -74,14 +78,48 @@ class Ledger:
     def write(self, record: RunRecord) -> str:
         """Store the record of one run; returns where. A re-run ends the run again: the listener
         passes the record with every attempt (see evidence/attempts.py), so nothing is lost."""
-        path = self._path(record.dag_id, record.run_id)
+        return self._write(self._path(record.dag_id, record.run_id), record.model_dump_json(indent=1))
+
+    def _history_path(self, dag_id: str) -> Any:
+        return self.root / _name(dag_id) / (HISTORY + SUFFIX)
+
+    def read_history(self, dag_id: str) -> History:
+        """The DAG's history summary (evidence/history.py); empty when none was written yet."""
+        from recovery_provider.evidence.history import History
+
+        text = self.read_history_text(dag_id)
+        if text is None:
+            return History(dag_id=dag_id)
+        path = self._history_path(dag_id)
+        try:
+            return History.model_validate_json(text)
+        except ValidationError as exc:
+            raise LedgerError(f"{path} is not a history summary of this provider ({exc.error_count()} problems): "
+                              "delete it, the next recorded run starts a new one") from None
+
+    def read_history_text(self, dag_id: str) -> str | None:
+        """The summary's JSON as stored (None when there is none yet)."""
+        path = self._history_path(dag_id)
+        try:
+            return str(path.read_text())
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise LedgerError(f"cannot read {path}: {exc}") from exc
+
+    def write_history(self, history: History) -> str:
+        """Replace the DAG's history summary, atomically as a run record."""
+        path = self._history_path(history.dag_id)
+        return self._write(path, history.model_dump_json())
+
+    def _write(self, path: Any, text: str) -> str:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.parent / (path.name + ".partial")
-            tmp.write_text(record.model_dump_json(indent=1))
-            tmp.rename(path)  # readers never see half a record
+            tmp.write_text(text)
+            tmp.rename(path)  # readers never see half a file
         except OSError as exc:
-            raise LedgerError(f"cannot write the run record to {path}: {exc}") from exc
+            raise LedgerError(f"cannot write {path}: {exc}") from exc
         return str(path)
 
     def read(self, dag_id: str, run_id: str) -> RunRecord:
@@ -110,6 +148,8 @@ class Ledger:
 
     @staticmethod
     def _parse(text: str, path: Any) -> RunRecord:
+        from recovery_provider.evidence.record import RunRecord
+
         try:
             return RunRecord.model_validate_json(text)
         except ValidationError as exc:
@@ -132,7 +172,7 @@ class Ledger:
     def _iter(self, dag_id: str) -> Iterator[RunRecord]:
         folder = self.root / _name(dag_id)
         try:
-            files = [p for p in folder.iterdir() if p.name.endswith(SUFFIX)]
+            files = [p for p in folder.iterdir() if p.name.endswith(SUFFIX) and p.name != HISTORY + SUFFIX]
         except (FileNotFoundError, NotADirectoryError):
             return
         except OSError as exc:

@@ -21,10 +21,15 @@ def record_run(dag_run: Any) -> str | None:
     """Write the ended run's record; returns where, or None when the DAG is not a recovery DAG.
 
     Append-only per run: a run that ends again after a clear keeps the attempts recorded before.
+    The DAG's history (evidence/history.py) is read once before the record is written (the record
+    flags the steps that ran past their threshold as it stood) and written once after, with this
+    run folded in.
     """
     from sqlalchemy.orm import object_session
 
     from recovery_provider.evidence.collect import collect_run, is_recovery_dag
+    from recovery_provider.evidence.history import breaker_note, fold
+    from recovery_provider.evidence.history import record_run as with_history
     from recovery_provider.evidence.ledger import Ledger, LedgerError
 
     if not is_recovery_dag(getattr(dag_run, "dag", None)):
@@ -41,6 +46,7 @@ def record_run(dag_run: Any) -> str | None:
 
         with create_session() as own:
             record = collect_run(dag_run, own, previous)
+            opened = opened_breakers(dag_run, own)
     else:
         # A savepoint on the connection, not the session: Airflow forbids session commits inside
         # the scheduler loop (and a released session savepoint counts as one). No autoflush: the
@@ -49,12 +55,49 @@ def record_run(dag_run: Any) -> str | None:
         try:
             with session.no_autoflush:
                 record = collect_run(dag_run, session, previous)
+                opened = opened_breakers(dag_run, session)
         finally:
             savepoint.rollback()  # we only read; a failed read must not abort the scheduler's transaction
-        if record.note and dag_run.note != record.note:
-            # the verdict where the UI shows it: committed with the run's own new state
-            dag_run.note = record.note
-    return ledger.write(record)
+    if opened:  # why the run took another path: on its note too
+        said = breaker_note(opened)
+        record = record.model_copy(update={"note": f"{record.note}; {said}" if record.note else said})
+    if session is not None and record.note and dag_run.note != record.note:
+        dag_run.note = record.note  # the verdict where the UI shows it: committed with the run's new state
+    try:
+        history = ledger.read_history(dag_run.dag_id)
+    except LedgerError as exc:  # the record matters more than the history: write it anyway
+        log.warning("recovery ledger: history not updated: %s", exc)
+        history = None
+    if history is not None:
+        record = with_history(record, history, opened)
+    where = ledger.write(record)
+    if history is not None:
+        ledger.write_history(fold(history, record))
+    return where
+
+
+def opened_breakers(dag_run: Any, session: Any) -> list[Any]:
+    """The circuit breakers the run's tasks found open (XCom ``recovery_breaker``, render/runtime.py)."""
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
+
+    from recovery_provider.evidence.history import BREAKER_XCOM_KEY
+    from recovery_provider.evidence.record import BreakerRecord
+
+    found: dict[str, BreakerRecord] = {}
+    for row in session.execute(
+        select(XComModel.task_id, XComModel.key, XComModel.value)
+        .where(XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id,
+               XComModel.key == BREAKER_XCOM_KEY)
+    ).all():
+        value = XComModel.deserialize_value(row)
+        if isinstance(value, dict):
+            try:
+                breaker = BreakerRecord.model_validate(value)
+            except ValueError:
+                continue
+            found.setdefault(breaker.name, breaker)  # a fan-out's targets all say the same
+    return list(found.values())
 
 
 def _record(dag_run: Any) -> None:

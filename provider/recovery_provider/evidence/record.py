@@ -67,6 +67,38 @@ class PlanEvidence(_Model):
     rto_seconds: float | None = None
     rpo_seconds: float | None = None
     assumptions: list[str] = Field(default_factory=list)
+    # additive: the spec's slow-step settings (spec/alerts.py), so the ledger flags what the alert saw
+    slow_step_factor: float | None = None
+    min_samples: int | None = None
+
+
+class SlowStepRecord(_Model):
+    """A step's try that ran past its alert threshold (p95 x factor of the history before this run)."""
+
+    task: str  # the task instance's key: task_id, or task_id[map_index]
+    step: str  # the step's name in the history: phase.step
+    seconds: float
+    threshold_seconds: float
+    median_seconds: float
+    p95_seconds: float
+    samples: int
+
+    def describe(self) -> str:
+        return (f"{self.task}: {self.seconds:.1f}s, past its alert threshold of {self.threshold_seconds:.1f}s "
+                f"(usually {self.median_seconds:.1f}s, p95 {self.p95_seconds:.1f}s over {self.samples} tries)")
+
+
+class BreakerRecord(_Model):
+    """A circuit breaker that was open in this run: the path was not called, and why."""
+
+    name: str  # a branch case's phase, or a step as phase.step
+    kind: Literal["branch", "step"]
+    reason: str
+    fallback: str | None = None  # branches: the phase taken instead
+
+    def describe(self) -> str:
+        instead = f"took {self.fallback} instead" if self.fallback else "failed without calling out"
+        return f"{self.name}: {instead}; {self.reason}"
 
 
 class ClearRecord(_Model):
@@ -140,6 +172,8 @@ class RunRecord(_Model):
     attempts: list[AttemptRecord] = Field(default_factory=list)  # oldest first; empty in old records
     incident: str | None = None  # the run's `incident` param: runs that share it are one incident
     note: str | None = None  # the verdict the listener put on the DAG run's note
+    slow_steps: list[SlowStepRecord] = Field(default_factory=list)  # evidence/history.py, at record time
+    breakers: list[BreakerRecord] = Field(default_factory=list)  # circuit breakers open in this run
 
     @property
     def rto_seconds(self) -> float | None:

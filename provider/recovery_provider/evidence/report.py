@@ -13,7 +13,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from recovery_provider.evidence.incidents import Mttr, build_mttr
-from recovery_provider.evidence.record import ApprovalRecord, AttemptRecord, RunRecord, TaskRecord
+from recovery_provider.evidence.record import (
+    ApprovalRecord,
+    AttemptRecord,
+    BreakerRecord,
+    RunRecord,
+    SlowStepRecord,
+    TaskRecord,
+)
 
 Verdict = Literal["met", "missed", "no objective", "unknown"]
 FAILED_STATES = frozenset({"failed", "upstream_failed"})
@@ -91,6 +98,8 @@ class Report(_Model):
     attempts: list[AttemptView] = Field(default_factory=list)  # oldest first; one for a run never re-run
     earlier_tasks: list[Bar] = Field(default_factory=list)  # tries of earlier attempts a re-run superseded
     origin: dt.datetime | None = None  # time 0 of every offset: the first attempt's queued time
+    slow_steps: list[SlowStepRecord] = Field(default_factory=list)  # ran past p95 x factor of their history
+    breakers: list[BreakerRecord] = Field(default_factory=list)  # circuit breakers open in this run, and why
 
 
 class TrendPoint(_Model):
@@ -288,6 +297,8 @@ def build_report(record: RunRecord) -> Report:
         attempts=[_attempt_view(record, a, i == 0) for i, a in enumerate(attempts)],
         earlier_tasks=earlier,
         origin=record.first_queued_at,
+        slow_steps=list(record.slow_steps),
+        breakers=list(record.breakers),
     )
 
 

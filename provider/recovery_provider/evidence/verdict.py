@@ -123,4 +123,6 @@ def plan_evidence(plan: Plan, choices: Mapping[str, str]) -> dict[str, Any]:
         "rto_seconds": objectives.rto.total_seconds() if objectives.rto else None,
         "rpo_seconds": objectives.rpo.total_seconds() if objectives.rpo else None,
         "assumptions": list(estimate.assumptions),
+        "slow_step_factor": plan.spec.alerts.slow_step_factor,  # the ledger flags slow steps with these
+        "min_samples": plan.spec.alerts.min_samples,
     }

@@ -250,7 +250,7 @@ class _Compiler:
                     self.check_step_reference(step_id, phase, path, f"the conditions of branch '{phase.id}'")
             target = case.then if condition is not None else case.otherwise
             assert target is not None
-            found.append(BranchChoice(condition, target, path))
+            found.append(BranchChoice(condition, target, path, case.circuit_breaker))
         fallbacks = [c for c in found if c.condition is None]
         if not fallbacks:
             self.error("branch-no-fallback", f"branch '{phase.id}' has no fallback: add a last case {{otherwise: <phase>}}, the path for an unknown state (a probe can fail too)", ("phases", index, "branch"))
@@ -304,6 +304,7 @@ class _Compiler:
             path=path,
             retry_on=tuple(step.retry_on),
             no_retry_on=tuple(step.no_retry_on),
+            breaker=step.circuit_breaker,
         )
 
     def phase(self, phase: Phase, index: int) -> PlanPhase:

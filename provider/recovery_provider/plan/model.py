@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from recovery_provider.spec.alerts import CircuitBreaker
 from recovery_provider.spec.diagnostics import Path
 from recovery_provider.spec.expressions import Condition
 from recovery_provider.spec.models import Approval, FailurePolicy, PhaseKind, RecoverySpec, TargetSource
@@ -62,6 +63,12 @@ class PlanStep:
     path: Path
     retry_on: tuple[str, ...] = ()  # retry_rules: which errors are worth a retry
     no_retry_on: tuple[str, ...] = ()
+    breaker: CircuitBreaker | None = None  # fail at once after repeated failures (evidence/history.py)
+
+    @property
+    def key(self) -> str:
+        """The step's name in the ledger's history: `phase.step` (`step` for finally steps)."""
+        return f"{self.phase_id}.{self.id}" if self.phase_id else self.id
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,7 @@ class BranchChoice:
     condition: Condition | None  # None: the fallback
     target: str
     path: Path
+    breaker: CircuitBreaker | None = None  # take the fallback after repeated failures of `target`
 
 
 @dataclass(frozen=True)

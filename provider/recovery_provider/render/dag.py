@@ -53,7 +53,7 @@ from recovery_provider.render.tasks import Operators
 
 class _Renderer(Operators):
     def __init__(self, plan: Plan, source: str, spec_text: str | None) -> None:
-        super().__init__()
+        super().__init__(plan.spec.alerts)
         self.plan = plan
         self.source = source
         self.spec_text = spec_text  # None: the runs' records will have no estimate
@@ -235,7 +235,8 @@ class _Renderer(Operators):
                 task_id=_name(task), python_callable=runtime.choose_branch, trigger_rule=TriggerRule(task.trigger),
                 retries=0, task_display_name=f"{phase.id}: choose",
                 op_kwargs={
-                    "choices": [{"when": c.condition.text if c.condition else None, "target": c.target} for c in phase.choices],
+                    "choices": [{"when": c.condition.text if c.condition else None, "target": c.target,
+                                 **({"breaker": c.breaker.model_dump()} if c.breaker else {})} for c in phase.choices],
                     "entries": {},  # filled once the targets exist (see link_branches)
                 },
             )

@@ -41,3 +41,25 @@ def compensate_only_if(step_task_id: str, gate_task_id: str, same_target: bool =
             raise AirflowSkipException(f"{where} did not succeed ({state}): nothing to undo")
 
     return hook
+
+
+def step_hook(inner: Callable[[Any], None] | None, step: str, *, factor: float | None, min_samples: int,
+              breaker: dict[str, Any] | None) -> Callable[[Any], None]:
+    """pre_execute of a step that learns from the ledger's history (render/breakers.py): after
+    ``inner`` (dry-run skip, probe skip), fail at once when the step's circuit breaker is open (the
+    phase's on_failure then decides), else start the slow-step watchdog unless alerts are off."""
+    def hook(context: Any) -> None:
+        from recovery_provider.render import breakers
+
+        if inner is not None:
+            inner(context)
+        if breaker is not None:
+            reason = breakers.open_breaker(context, step, "step", breaker)
+            if reason is not None:
+                from airflow.sdk.exceptions import AirflowFailException
+
+                raise AirflowFailException(reason)
+        if factor is not None and not context["params"].get("dry_run"):
+            breakers.start_watchdog(context, step, factor, min_samples)
+
+    return hook

@@ -96,7 +96,10 @@ def _find_task_id(context: Any, step_id: str | None) -> str:
 
 
 def choose_branch(choices: list[dict[str, Any]], entries: dict[str, list[str]], **context: Any) -> list[str]:
-    """Follow the first case whose condition holds; any undecidable condition takes the fallback."""
+    """Follow the first case whose condition holds; any undecidable condition takes the fallback.
+
+    A case whose circuit breaker is open (its phase failed too often lately, render/breakers.py)
+    takes the fallback too; the reason is logged and pushed for the run's record."""
     params = dict(context["params"])
     fallback = next(c["target"] for c in choices if c["when"] is None)
     outputs: dict[str, Any] = {}
@@ -109,12 +112,25 @@ def choose_branch(choices: list[dict[str, Any]], entries: dict[str, list[str]], 
         try:
             if condition.evaluate(params, outputs):
                 log.info("branch: %r holds -> %s", choice["when"], choice["target"])
-                return entries[choice["target"]]
+                return entries[_unless_open(choice, fallback, context)]
         except UnknownState as exc:
             log.warning("branch: %s; taking the fallback %s", exc, fallback)
             return entries[fallback]
     log.info("branch: no condition holds -> fallback %s", fallback)
     return entries[fallback]
+
+
+def _unless_open(choice: dict[str, Any], fallback: str, context: Any) -> str:
+    """The case's phase, or the fallback when the case's circuit breaker is open."""
+    if not choice.get("breaker"):
+        return str(choice["target"])
+    from recovery_provider.render.breakers import open_breaker
+
+    reason = open_breaker(context, choice["target"], "branch", choice["breaker"], fallback=fallback)
+    if reason is None:
+        return str(choice["target"])
+    log.warning("branch: %s -> fallback %s", reason, fallback)
+    return fallback
 
 
 def outcome(gate_ids: list[str], **context: Any) -> dict[str, Any]:
@@ -178,4 +194,14 @@ def skip_in_dry_run(context: Any) -> None:
 
 async def rto_missed(dag_id: str, rto: str, **kwargs: Any) -> None:
     """Deadline callback (runs in the triggerer): the run has taken longer than its RTO."""
-    log.error("RTO missed: recovery %s is still running after its RTO of %s (%s)", dag_id, rto, kwargs.get("context", {}))
+    import asyncio
+
+    from recovery_provider.alerts import Alert, send
+
+    context = kwargs.get("context") or {}
+    dag_run = context.get("dag_run") if isinstance(context, dict) else None
+    run_id = dag_run.get("run_id") if isinstance(dag_run, dict) else getattr(dag_run, "run_id", None)
+    await asyncio.to_thread(send, Alert(
+        kind="rto_missed", dag_id=dag_id, run_id=run_id, details={"rto": rto},
+        message=f"RTO missed: recovery {dag_id} is still running after its RTO of {rto} (run {run_id or context})",
+    ))

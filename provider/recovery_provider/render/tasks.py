@@ -15,12 +15,14 @@ from airflow.sdk.bases.operator import BaseOperator
 from recovery_provider.exceptions import RenderError
 from recovery_provider.plan.model import PlanAction, PlanStep
 from recovery_provider.render import runtime
-from recovery_provider.render.hooks import skip_when_done
+from recovery_provider.render.hooks import skip_when_done, step_hook
+from recovery_provider.spec.alerts import Alerts
 
 
 class Operators:
-    def __init__(self) -> None:
+    def __init__(self, alerts: Alerts | None = None) -> None:
         self.classes: dict[str, type[BaseOperator]] = {}  # operator path -> class, once per DAG
+        self.alerts = alerts or Alerts()  # the spec's slow-step settings, for every step task
 
     def fail(self, item: PlanStep | PlanAction, message: str) -> RenderError:
         """A render error located at the step (or action) in the spec, shown as file:line:col."""
@@ -99,6 +101,15 @@ class Operators:
             from recovery_provider.operators.base import ErrorRulesPolicy
 
             extra["retry_policy"] = ErrorRulesPolicy(step.retry_on, step.no_retry_on)
-        if skip_when is not None:
-            extra["pre_execute"] = skip_when_done(skip_when, dry_run_aware=getattr(self.operator_class(step), "supports_dry_run", False))
+        dry_run_aware = getattr(self.operator_class(step), "supports_dry_run", False)
+        inner = skip_when_done(skip_when, dry_run_aware) if skip_when is not None else (
+            None if dry_run_aware else runtime.skip_in_dry_run)
+        factor = self.alerts.slow_step_factor
+        if factor is not None or step.breaker is not None:
+            extra["pre_execute"] = step_hook(
+                inner, step.key, factor=factor, min_samples=self.alerts.min_samples,
+                breaker=step.breaker.model_dump() if step.breaker else None,
+            )
+        elif inner is not None:
+            extra["pre_execute"] = inner
         return self.construct(step, task_id, extra)

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from recovery_provider.retry_rules import check_rules
+from recovery_provider.spec.alerts import Alerts, CircuitBreaker
 from recovery_provider.spec.durations import DURATION_PATTERN, format_duration, parse_duration
 from recovery_provider.spec.expressions import Condition, parse_condition
 from recovery_provider.spec.registry import ALIASES, resolve_uses
@@ -232,6 +233,11 @@ class Step(StepSettings):
         "patterns/). Corrupt or missing backups, bad arguments and missing connections never retry anyway.",
     )
 
+    circuit_breaker: CircuitBreaker | None = Field(
+        None, description="After this many failed runs of the step in recent runs, its tries (every target of a "
+        "fan-out) fail at once without calling out, and the phase's on_failure decides.",
+    )
+
     _uses_known = field_validator("uses")(_check_uses)
     _rules_valid = field_validator("retry_on", "no_retry_on")(check_rules)
 
@@ -305,6 +311,9 @@ class BranchCase(SpecModel):
     when: str | None = Field(None, description="Condition on params.<name> or steps.<id>.output.")
     then: Identifier | None = Field(None, description="Phase to run when the condition holds.")
     otherwise: Identifier | None = Field(None, description="Phase to run when no condition holds or one cannot be decided.")
+    circuit_breaker: CircuitBreaker | None = Field(
+        None, description="After this many failures of the case's phase in recent runs, take the fallback instead."
+    )
 
     @field_validator("when")
     @classmethod
@@ -319,6 +328,8 @@ class BranchCase(SpecModel):
             raise ValueError("'otherwise' stands alone: write it as its own case, {otherwise: <phase>}")
         if self.otherwise is None and (self.when is None or self.then is None):
             raise ValueError("a case needs both 'when' and 'then', or is the fallback {otherwise: <phase>}")
+        if self.otherwise is not None and self.circuit_breaker is not None:
+            raise ValueError("the fallback cannot have a circuit_breaker: it is where an open breaker leads")
         return self
 
     @property
@@ -470,6 +481,7 @@ class RecoverySpec(SpecModel):
         dt.date(2025, 1, 1), description="First logical date: 2025-01-01 or 2025-01-01T02:00:00+00:00."
     )
     objectives: Objectives = Field(default_factory=Objectives, description="RTO and RPO.")
+    alerts: Alerts = Field(default_factory=Alerts, description="Slow-step alerts learnt from the run ledger.")
     run_timeout: Duration | None = Field(None, description="Hard limit of a whole run: past it the run fails.")
     max_active_tasks: int | None = Field(None, ge=1, description="Most tasks of one run at once.")
     params: dict[Identifier, Param] = Field(default_factory=dict, description="Trigger-form fields.")
