@@ -11,7 +11,7 @@ combination with one cap lifted at a time to name the caps that cost time. Durat
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -19,6 +19,7 @@ from recovery_provider.exceptions import ArgumentError
 from recovery_provider.plan.calibrated import Calibration
 from recovery_provider.plan.layout import Layout, LayoutTask, build_layout
 from recovery_provider.plan.model import AIRFLOW_MAX_ACTIVE_TASKS, DEFAULT_POOL, Plan, PlanPhase, PlanStep
+from recovery_provider.plan.scenarios import active_phases, choice_sets
 from recovery_provider.plan.simulate import (
     Caps,
     Demand,
@@ -273,36 +274,9 @@ def _leaves(layout: Layout, gate: LayoutTask) -> list[str]:
     return [t for t in gate.upstream if t not in implied]
 
 
-# -- scenarios ------------------------------------------------------------------------------------
-def _active(plan: Plan, choices: dict[str, str]) -> set[str]:
-    """Phases that run: a root, or one with a running upstream; a branch target only if chosen."""
-    active: set[str] = set()
-    for phase in plan.phases:
-        reached = not phase.upstream or any(up in active for up in phase.upstream)
-        chosen = phase.chosen_by is None or (phase.chosen_by in active and choices.get(phase.chosen_by) == phase.id)
-        if reached and chosen:
-            active.add(phase.id)
-    return active
-
-
-def _choice_sets(plan: Plan) -> Iterator[dict[str, str]]:
-    """Every combination of choices of the branches that run, in phase and case order."""
-
-    def walk(start: int, choices: dict[str, str]) -> Iterator[dict[str, str]]:
-        for position in range(start, len(plan.phases)):
-            phase = plan.phases[position]
-            if phase.kind == "branch" and phase.id in _active(plan, choices):
-                for target in dict.fromkeys(c.target for c in phase.choices):
-                    yield from walk(position + 1, {**choices, phase.id: target})
-                return
-        yield choices
-
-    return walk(0, {})
-
-
 def _scenario(plan: Plan, layout: Layout, choices: dict[str, str], caps: Caps,
               calibration: Calibration | None = None) -> tuple[Scenario, Graph]:
-    graph = _Builder(plan, layout, _active(plan, choices), calibration).build()
+    graph = _Builder(plan, layout, active_phases(plan, choices), calibration).build()
     run = Run(graph, caps).run()
     finish = _finish(calibration)
     critical, path = critical_path(graph)
@@ -401,7 +375,7 @@ def estimate_plan(plan: Plan, max_scenarios: int = 64, calibration: Calibration 
     layout = build_layout(plan)
     runs: list[tuple[Scenario, Graph]] = []
     truncated: int | None = None
-    for choices in _choice_sets(plan):
+    for choices in choice_sets(plan):
         if len(runs) == max_scenarios:
             truncated = max_scenarios
             break
