@@ -113,8 +113,12 @@ def test_a_mapped_instance_waits_only_for_its_own_target_upstream() -> None:
     assert found[("p.each.b", 0)] == pytest.approx(1.0)  # not 9 s behind target 1's a
     assert found[("p.each.b", 1)] == pytest.approx(1.0)
     assert found[("p.gate", -1)] == pytest.approx(1.0)  # after every instance
-    timing = calibrate([run(tasks)]).tasks["p.each.a"]
+    calibration = calibrate([run(tasks)])
+    timing = calibration.tasks["p.each.a"]
     assert timing.span == pytest.approx(9.0) and timing.duration == pytest.approx(4.5)  # the slowest target sets the span
+    assert calibration.tasks["p.each.b"].span == pytest.approx(2.0)  # from its own target's a, not the slowest a
+    # a: 2 s and 9 s from ready to end, 3.5 s beyond the usual for its one more target; b: none
+    assert calibration.stagger == pytest.approx((3.5 + 0.0) / 2)
 
 
 def test_retries_re_runs_and_dry_runs_are_not_overhead() -> None:
@@ -191,6 +195,9 @@ def test_a_fan_out_beyond_its_caps_takes_the_measured_duration_per_target() -> N
     assert calibration.seconds("t", "worker", 0.0, alongside=4, capacity=16) == 8.0  # all at once: the usual span
     assert calibration.seconds("t", "worker", 0.0, alongside=40, capacity=16) == 3.0  # queued: latency + duration
     assert calibration.seconds("u", "worker", 5.0) == 6.0  # no history: overhead around the spec's work
+    staggered = Calibration(latency={"worker": 1.0}, runtime={"worker": 0.0}, stagger=0.5)
+    assert staggered.seconds("u", "worker", 5.0, alongside=10, capacity=16) == 6.0 + 9 * 0.5  # 9 more started alongside
+    assert staggered.seconds("u", "worker", 5.0, alongside=40, capacity=4) == 6.0 + 3 * 0.5  # 4 at once, then queued
 
 
 def test_expected_run_replays_the_recorded_graph_with_usual_timings() -> None:

@@ -11,6 +11,9 @@ of the runs recorded:
 - **run time** beyond a task's own work: the duration of worker tasks that have no work of their
   own (resolvers, slices, policy gates, the outcome). A deferred task is taken to cost a worker
   task's run time beyond its pause (the record does not hold the pause).
+- **stagger**: in a fan-out (a mapped task), how much each more instance started alongside adds to
+  the span from ready to the slowest instance's end (worker processes starting together queue for
+  the executor and the CPUs).
 - **finish**: the run's end minus its last task's end.
 - **per task** (the same DAG only): each task's latency and duration, and its span from ready to
   its slowest instance's end, medians over runs. Dry runs do not time steps (they skip the work).
@@ -137,11 +140,25 @@ def calibrate(own: Sequence[RunRecord], deployment: Sequence[RunRecord] = ()) ->
     runtime = {"worker": worker_runtime or 0.0, "scheduler": _median(i.duration for i in items if i.task_class == "scheduler") or 0.0,
                "deferred": worker_runtime or 0.0}
     finish = _median(f for r in records if _clean(r) and (f := _finish(r)) is not None)
+    stagger = _median(x for _, found in everything for x in _staggers(found))
     timed = [r for r in own if not r.dry_run and _clean(r)]
     return Calibration(
-        latency=latency, runtime=runtime, finish=finish or 0.0, tasks=_timings(timed),
+        latency=latency, runtime=runtime, finish=finish or 0.0, stagger=stagger or 0.0, tasks=_timings(timed),
         dag_runs=len(timed), deployment_runs=sum(1 for _, found in everything if found),
     )
+
+
+def _staggers(found: Sequence[Measured]) -> Iterable[float]:
+    """Per fan-out of a run (a mapped task, 2 or more instances that succeeded): how much each more
+    instance added to its span, beyond one instance's usual latency and duration."""
+    by_task: dict[str, list[Measured]] = {}
+    for item in found:
+        if item.task.map_index >= 0 and item.task.state == "success":
+            by_task.setdefault(item.task.task_id, []).append(item)
+    for items in by_task.values():
+        if len(items) > 1:
+            took = [i.latency + i.duration for i in items]
+            yield (max(took) - statistics.median(took)) / (len(items) - 1)
 
 
 def _finish(record: RunRecord) -> float | None:
@@ -152,7 +169,8 @@ def _finish(record: RunRecord) -> float | None:
 
 
 def _timings(records: Sequence[RunRecord]) -> dict[str, TaskTiming]:
-    """Per task id: medians of its instances' latency and duration, and the median span per run."""
+    """Per task id: medians of its instances' latency and duration, and the median span per run: the
+    slowest instance's time from its own ready (its own upstream target in a mapped group) to its end."""
     latency: dict[str, list[float]] = {}
     duration: dict[str, list[float]] = {}
     spans: dict[str, list[float]] = {}
@@ -166,8 +184,7 @@ def _timings(records: Sequence[RunRecord]) -> dict[str, TaskTiming]:
                 continue  # an instance failed or retried: the span would not be the usual one
             latency.setdefault(task_id, []).extend(i.latency for i in found)
             duration.setdefault(task_id, []).extend(i.duration for i in found)
-            end = max(i.ready.timestamp() + i.latency + i.duration for i in found)
-            spans.setdefault(task_id, []).append(end - min(i.ready.timestamp() for i in found))
+            spans.setdefault(task_id, []).append(max(i.latency + i.duration for i in found))
     return {task_id: TaskTiming(statistics.median(latency[task_id]), statistics.median(duration[task_id]),
                                 statistics.median(spans[task_id]), len(duration[task_id]))
             for task_id in spans}

@@ -40,6 +40,7 @@ class Calibration:
     latency: Mapping[str, float]  # class -> median ready-to-start delay
     runtime: Mapping[str, float]  # class -> median time a task runs beyond its own work
     finish: float = 0.0  # the run's end after its last task's end
+    stagger: float = 0.0  # each more instance of a fan-out started together adds this to its span
     tasks: Mapping[str, TaskTiming] = field(default_factory=dict)  # task id -> the same DAG's timings
     dag_runs: int = 0  # runs of the estimated DAG measured
     deployment_runs: int = 0  # runs of any DAG that gave the per-class figures
@@ -55,11 +56,12 @@ class Calibration:
         ``capacity``) takes the measured span from ready to its slowest instance's end; a fan-out
         queued behind its caps takes the class's latency and the measured duration per instance
         (the simulation queues it). Without history: the class's latency and run time around the
-        spec's own work.
+        spec's own work, and the stagger for each more target started alongside.
         """
         timing = self.tasks.get(task_id)
         if timing is None:
-            return self.overhead(task_class) + work
+            together = min(alongside, capacity) if capacity is not None else alongside
+            return self.overhead(task_class) + work + self.stagger * max(0, together - 1)
         if capacity is None or alongside <= capacity:
             return timing.span
         return self.latency.get(task_class, 0.0) + timing.duration
@@ -67,8 +69,8 @@ class Calibration:
     def describe(self) -> list[str]:
         """One line per figure, for the plan's notes."""
         shown = ", ".join(f"{c} +{self.overhead(c):.2f} s" for c in TASK_CLASSES if c in self.latency)
-        lines = [f"calibrated from {self.deployment_runs} run(s) on this deployment: per task {shown or 'nothing measured'}; "
-                 f"the run ends {self.finish:.2f} s after its last task"]
+        lines = [f"calibrated from {self.deployment_runs} run(s) on this deployment: per task {shown or 'nothing measured'}, "
+                 f"+{self.stagger:.2f} s per target started alongside in a fan-out; the run ends {self.finish:.2f} s after its last task"]
         if self.tasks:
             lines.append(f"{len(self.tasks)} task(s) timed from {self.dag_runs} earlier run(s) of this DAG")
         else:
