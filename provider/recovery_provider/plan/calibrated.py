@@ -29,7 +29,7 @@ class TaskTiming:
 
     latency: float  # median seconds from ready (the last end of its upstream) to its start
     duration: float  # median seconds an instance ran
-    span: float  # median over runs: ready to the end of its last instance (fan-outs: the slowest target)
+    span: float  # median over runs: the slowest instance's time from its own ready to its end
     samples: int  # task instances measured
 
 
