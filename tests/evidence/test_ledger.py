@@ -122,6 +122,7 @@ def test_cli_report_shows_the_run_and_the_trend(evidence_runs: EvidenceRuns) -> 
     assert one.returncode == 0, one.stderr
     assert "PARTIAL" in one.stdout and "restore.each.load[bad]: failed" in one.stdout and "critical path:" in one.stdout
     assert f"approval approve.approve: Approve by {evidence_runs.cluster.admin_user}" in one.stdout
+    assert "expected on this deployment" in one.stdout  # calibrated from the ledger's other runs
     trend = subprocess.run([recovery, "report", "evidence_check"], capture_output=True, text=True, env=env, check=False)
     assert trend.returncode == 0, trend.stderr
     assert "missed 2" in trend.stdout and all(run_id in trend.stdout for run_id in evidence_runs.check_runs)

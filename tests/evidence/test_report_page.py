@@ -52,6 +52,9 @@ def test_admin_reads_every_recorded_dag_and_the_report(evidence_runs: EvidenceRu
     assert report["rto"]["verdict"] == "met" and report["partial_phases"] == ["restore"]
     assert report["approvals"][0]["responded_by"] == "admin"
     assert report["critical_path"][-1] == "outcome"
+    checked = get(evidence_runs, "/api" + report_path("evidence_check", evidence_runs.check_runs[1]), admin).json()
+    # calibrated from the ledger on S3: the other check run times its tasks, every DAG's runs the overheads
+    assert checked["expected_seconds"] > 0 and "1 other run(s) of this DAG" in checked["expected_basis"]
     missing = get(evidence_runs, "/api" + report_path("evidence_drill", "no-such-run"), admin)
     assert missing.status_code == 404 and "recovery report evidence_drill" in missing.text
     for path in ("/", report_path("evidence_drill", evidence_runs.drill_run)):

@@ -53,6 +53,8 @@ def print_report(console: Console, report: Report) -> None:
         table.add_row("restore (pgBackRest)", "", seconds(report.restore_seconds), "")
     table.add_row("planned" + (f" ({report.planned_scenario})" if report.planned_scenario else ""),
                   seconds(report.planned_seconds), "", "")
+    if report.expected_seconds is not None:
+        table.add_row("expected on this deployment", seconds(report.expected_seconds), "", "")
     console.print(table)
     if report.partial_phases:
         console.print(f"[yellow]PARTIAL[/]: failures accepted in {', '.join(report.partial_phases)}")
@@ -69,12 +71,15 @@ def print_report(console: Console, report: Report) -> None:
         if report.attempts[-1].state == "success":
             console.print(f"[green]RECOVERED[/] on attempt {report.attempts[-1].number}; achieved "
                           f"{seconds(report.rto.achieved_seconds)} from the first attempt's queue to the final end")
-    phases = Table("phase", "state", "start", "actual", "planned", box=None)
+    if report.expected_basis:
+        console.print(f"expected: calibrated from {report.expected_basis}", markup=False, style="dim")
+    calibrated = report.expected_seconds is not None
+    phases = Table("phase", "state", "start", "actual", "planned", *(["expected"] if calibrated else []), box=None)
     for bar in report.phases:
         planned = seconds(bar.planned[1] - bar.planned[0]) if bar.planned else "-"
         label = bar.label + (f" (attempt {bar.attempt})" if len(report.attempts) > 1 else "")
         phases.add_row(label, _styled("not run" if bar.state == "not_run" else bar.state), f"+{seconds(bar.offset)}",
-                       seconds(bar.length), planned)
+                       seconds(bar.length), planned, *([seconds(bar.expected)] if calibrated else []))
     console.print(phases)
     for line in timeline_lines(report, max(20, min(60, console.width - 50))):
         console.print(line, markup=False, highlight=False)

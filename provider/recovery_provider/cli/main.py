@@ -19,6 +19,7 @@ import typer
 from recovery_provider.check import CheckedSpec, check_file, check_files
 from recovery_provider.cli import output
 from recovery_provider.exceptions import RecoveryError
+from recovery_provider.plan.estimate import Estimate
 from recovery_provider.spec.loader import find_spec_files
 
 app = typer.Typer(
@@ -32,6 +33,10 @@ console = output.wide_console()
 errors = output.wide_console(stderr=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+LedgerOption = Annotated[str | None, typer.Option(
+    envvar="AIRFLOW__RECOVERY__LEDGER_LOCATION",
+    help="Where the ledger is: a folder, file:// or s3://conn@bucket/prefix. Default: $AIRFLOW_HOME/recovery-ledger.",
+)]
 
 
 def _emit_json(data: Any) -> None:
@@ -89,14 +94,39 @@ def plan(
     spec: Annotated[Path, typer.Argument(help="The spec file.")],
     as_json: JsonFlag = False,
     width: Annotated[int, typer.Option(help="Width of the Gantt bars.")] = 48,
+    calibrate: Annotated[bool, typer.Option(
+        "--calibrate", help="Also the time to expect on this deployment: the overheads and step durations the run ledger measured.",
+    )] = False,
+    ledger: LedgerOption = None,
 ) -> None:
     """Phases, steps, critical path and estimates (sequential vs planned vs RTO), with a text Gantt."""
     checked = _checked_or_exit(spec, as_json)
     assert checked.plan is not None and checked.estimate is not None
+    calibrated = _calibrated(checked, ledger) if calibrate else None
     if as_json:
-        _emit_json(output.plan_json(checked.plan, checked.estimate, checked.diagnostics))
+        found = output.plan_json(checked.plan, checked.estimate, checked.diagnostics)
+        if calibrate:
+            found["calibrated"] = output.calibrated_json(calibrated)
+        _emit_json(found)
     else:
-        output.print_plan(console, checked.plan, checked.estimate, checked.diagnostics, width)
+        output.print_plan(console, checked.plan, checked.estimate, checked.diagnostics, width, calibrated)
+
+
+def _calibrated(checked: CheckedSpec, location: str | None) -> Estimate | None:
+    """The plan estimated with what the ledger measured; None (and a warning) when it measured nothing."""
+    from recovery_provider.evidence.calibration import load_calibration
+    from recovery_provider.evidence.ledger import Ledger
+    from recovery_provider.plan.estimate import estimate_plan
+
+    assert checked.plan is not None
+    with _stdout_to_stderr():  # Airflow logs to stdout when it opens an s3:// ledger
+        store = Ledger(location)
+        calibration = load_calibration(store, checked.plan.id)
+    if not calibration.latency:
+        errors.print(f"[yellow]warning:[/] no run in the ledger at {store.location} to calibrate from: run a recovery DAG "
+                     "on this deployment first (or point --ledger at its ledger); showing the spec's own estimate", soft_wrap=True)
+        return None
+    return estimate_plan(checked.plan, calibration=calibration)
 
 
 @app.command()
@@ -202,21 +232,20 @@ def _stdout_to_stderr() -> Iterator[None]:
 def report(
     dag_id: Annotated[str, typer.Argument(help="The recovery DAG (the spec's `recovery` id).")],
     run_id: Annotated[str | None, typer.Argument(help="One run; without it, every recorded run and the trend.")] = None,
-    ledger: Annotated[str | None, typer.Option(
-        envvar="AIRFLOW__RECOVERY__LEDGER_LOCATION",
-        help="Where the ledger is: a folder, file:// or s3://conn@bucket/prefix. Default: $AIRFLOW_HOME/recovery-ledger.",
-    )] = None,
+    ledger: LedgerOption = None,
     as_json: JsonFlag = False,
     html: Annotated[Path | None, typer.Option("--html", help="Also write the run's report page to this file.")] = None,
 ) -> None:
     """Show what a recovery run did against its RTO/RPO, from the run ledger the plugin keeps."""
     from recovery_provider.cli.evidence_output import print_report, print_trend
+    from recovery_provider.evidence.calibration import load_calibration
     from recovery_provider.evidence.ledger import Ledger
     from recovery_provider.evidence.report import build_report, build_trend
 
     with _stdout_to_stderr():  # Airflow logs to stdout when it opens an s3:// ledger; stdout is the report's
         store = Ledger(ledger)
         records = store.runs(dag_id) if run_id is None else [store.read(dag_id, run_id)]
+        calibration = load_calibration(store, dag_id, exclude=run_id) if run_id is not None else None
     if run_id is None:
         if not records:
             known = ", ".join(store.dag_ids()) or "none"
@@ -227,7 +256,7 @@ def report(
         else:
             print_trend(console, trend)
         return
-    result = build_report(records[0])
+    result = build_report(records[0], calibration)
     if html is not None:
         from recovery_provider.evidence.html import report_html
 
@@ -241,10 +270,6 @@ def report(
 breaker_app = typer.Typer(help="Circuit breakers of recovery DAGs (spec: circuit_breaker), from the ledger's history.",
                           no_args_is_help=True)
 app.add_typer(breaker_app, name="breaker")
-LedgerOption = Annotated[str | None, typer.Option(
-    "--ledger", envvar="AIRFLOW__RECOVERY__LEDGER_LOCATION",
-    help="Where the ledger is: a folder, file:// or s3://conn@bucket/prefix. Default: $AIRFLOW_HOME/recovery-ledger.",
-)]
 
 
 @breaker_app.command("reset")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def _verdict_text(estimate: Estimate) -> Text:
     if estimate.rto is None:
         return Text("no RTO set", "dim")
     margin = estimate.rto - estimate.worst.planned
-    if estimate.verdict == "meets":
+    if estimate.worst.planned <= estimate.rto:
         return Text(f"meets the RTO of {fmt(estimate.rto)} ({fmt(margin)} to spare)", "bold green")
     return Text(f"EXCEEDS the RTO of {fmt(estimate.rto)} by {fmt(-margin)}", "bold red")
 
@@ -69,7 +70,9 @@ def _phase_summary(phase: PlanPhase) -> str:
     return text
 
 
-def print_plan(console: Console, plan: Plan, estimate: Estimate, diagnostics: list[Diagnostic], width: int) -> None:
+def print_plan(console: Console, plan: Plan, estimate: Estimate, diagnostics: list[Diagnostic], width: int,
+               calibrated: Estimate | None = None) -> None:
+    """The plan; with ``calibrated`` (``--calibrate``) also what to expect on this deployment."""
     spec = plan.spec
     objectives = ", ".join(f"{k.upper()} {fmt(v)}" for k, v in (("rto", spec.objectives.rto), ("rpo", spec.objectives.rpo)) if v)
     console.print(Text.assemble(("Recovery ", "bold"), (plan.id, "bold cyan"), f"  {spec.description}"))
@@ -77,26 +80,31 @@ def print_plan(console: Console, plan: Plan, estimate: Estimate, diagnostics: li
 
     worst = estimate.worst
     phases = Table(title="Phases", title_justify="left", show_lines=False)
-    for column in ("phase", "kind", "after", "work", "on failure", "planned window"):
+    expected = calibrated.worst if calibrated is not None else None
+    for column in ("phase", "kind", "after", "work", "on failure", "planned window", *(["expected here"] if expected else [])):
         phases.add_column(column, overflow="fold")
     for phase in plan.phases:
-        window = worst.phase_windows.get(phase.id)
-        shown = f"{fmt(window[0])} - {fmt(window[1])}" if window else "(not on this path)"
         policy = phase.on_failure.describe() if phase.kind not in ("branch", "approval") else ""
-        phases.add_row(phase.id, phase.kind, ", ".join(phase.upstream) or "-", _phase_summary(phase), policy, shown)
+        windows = [_window(s, phase.id) for s in (worst, *([expected] if expected else []))]
+        phases.add_row(phase.id, phase.kind, ", ".join(phase.upstream) or "-", _phase_summary(phase), policy, *windows)
     if plan.finally_steps:
-        phases.add_row("finally", "always", ", ".join(plan.leaves), ", ".join(s.id for s in plan.finally_steps), "", "")
+        phases.add_row("finally", "always", ", ".join(plan.leaves), ", ".join(s.id for s in plan.finally_steps), "", "",
+                       *([""] if expected else []))
     console.print(phases)
 
     numbers = Table(title="Estimate", title_justify="left")
-    for column in ("path", "sequential (sum)", "critical path", "planned (caps, waves)", "speed-up"):
+    for column in ("path", "sequential (sum)", "critical path", "planned (caps, waves)", "speed-up", *(["expected here"] if expected else [])):
         numbers.add_column(column, justify="right" if column != "path" else "left")
-    for scenario in estimate.scenarios:
+    for position, scenario in enumerate(estimate.scenarios):
         speedup = f"{scenario.sequential / scenario.planned:.1f}x" if scenario.planned else "-"
         style = "bold" if scenario is worst and len(estimate.scenarios) > 1 else ""
-        numbers.add_row(scenario.label, fmt(scenario.sequential), fmt(scenario.critical), fmt(scenario.planned), speedup, style=style)
+        here = [fmt(calibrated.scenarios[position].planned)] if calibrated is not None else []
+        numbers.add_row(scenario.label, fmt(scenario.sequential), fmt(scenario.critical), fmt(scenario.planned), speedup, *here,
+                        style=style)
     console.print(numbers)
     console.print(Text.assemble("verdict (worst path): ", _verdict_text(estimate)))
+    if calibrated is not None:
+        print_calibrated(console, estimate, calibrated)
     console.print(Text.assemble(("critical path: ", "bold"), " -> ".join(fold_path(worst.critical_path)) or "-"), soft_wrap=True)
     for bottleneck in estimate.bottlenecks:
         console.print(f"  lifting {bottleneck.name} would plan {fmt(bottleneck.planned_without)} (saves {fmt(bottleneck.saves)})")
@@ -109,6 +117,32 @@ def print_plan(console: Console, plan: Plan, estimate: Estimate, diagnostics: li
     if diagnostics:
         console.print()
         print_diagnostics(console, diagnostics)
+
+
+def _window(scenario: Scenario, phase_id: str) -> str:
+    window = scenario.phase_windows.get(phase_id)
+    return f"{fmt(window[0])} - {fmt(window[1])}" if window else "(not on this path)"
+
+
+def print_calibrated(console: Console, estimate: Estimate, calibrated: Estimate) -> None:
+    """'expected on this deployment: ...' beside the spec's own figure, and what the figure rests on."""
+    spec, here = estimate.worst.planned, calibrated.worst.planned
+    change = f", {here / spec - 1:+.0%}" if spec else ""
+    shown = f"{here:.1f}s" if here < 60 else fmt(round(here))
+    console.print(Text.assemble(("expected on this deployment: ", "bold"), (shown, "bold"),
+                                f" (the spec's own estimate: {fmt(spec)}{change}); ", _verdict_text(calibrated)), soft_wrap=True)
+    if calibrated.calibration is not None:
+        for line in calibrated.calibration.describe():
+            console.print(Text(f"calibration: {line}", "dim"), soft_wrap=True)
+
+
+def calibrated_json(calibrated: Estimate | None) -> dict[str, Any] | None:
+    """The calibrated estimate for --json: its scenarios and the figures it used."""
+    if calibrated is None or calibrated.calibration is None:
+        return None
+    found = plan_json_estimate(calibrated)
+    found["calibration"] = asdict(calibrated.calibration)
+    return found
 
 
 def wide_console(**kwargs: Any) -> Console:
@@ -163,25 +197,32 @@ def gantt_lines(scenario: Scenario, width: int) -> list[str]:
     return lines
 
 
-def plan_json(plan: Plan, estimate: Estimate, diagnostics: list[Diagnostic]) -> dict[str, Any]:
-    def scenario(s: Scenario) -> dict[str, Any]:
-        return {
-            "label": s.label, "choices": s.choices, "sequential_seconds": s.sequential,
-            "critical_seconds": s.critical, "planned_seconds": s.planned,
-            "critical_path": list(s.critical_path),
-            "phase_windows": {k: {"start": a, "end": b} for k, (a, b) in s.phase_windows.items()},
-        }
-
+def _scenario_json(s: Scenario) -> dict[str, Any]:
     return {
-        "recovery": plan.id,
+        "label": s.label, "choices": s.choices, "sequential_seconds": s.sequential,
+        "critical_seconds": s.critical, "planned_seconds": s.planned,
+        "critical_path": list(s.critical_path),
+        "phase_windows": {k: {"start": a, "end": b} for k, (a, b) in s.phase_windows.items()},
+    }
+
+
+def plan_json_estimate(estimate: Estimate) -> dict[str, Any]:
+    return {
         "rto_seconds": estimate.rto,
         "verdict": estimate.verdict,
-        "worst": scenario(estimate.worst),
-        "scenarios": [scenario(s) for s in estimate.scenarios],
+        "worst": _scenario_json(estimate.worst),
+        "scenarios": [_scenario_json(s) for s in estimate.scenarios],
         "bottlenecks": [{"name": b.name, "planned_without_seconds": b.planned_without, "saves_seconds": b.saves} for b in estimate.bottlenecks],
+        "assumptions": list(estimate.assumptions),
+    }
+
+
+def plan_json(plan: Plan, estimate: Estimate, diagnostics: list[Diagnostic]) -> dict[str, Any]:
+    return {
+        "recovery": plan.id,
+        **plan_json_estimate(estimate),
         "steps_total": estimate.steps_total,
         "steps_with_duration": estimate.steps_with_duration,
-        "assumptions": list(estimate.assumptions),
         "phases": [{"id": p.id, "kind": p.kind, "after": list(p.upstream), "steps": [s.id for s in p.steps]} for p in plan.phases],
         "diagnostics": [d.to_json() for d in diagnostics],
     }

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from recovery_provider.evidence.calibration import Expected, expected_run, waited_for
 from recovery_provider.evidence.incidents import Mttr, build_mttr
 from recovery_provider.evidence.record import (
     ApprovalRecord,
@@ -21,6 +22,7 @@ from recovery_provider.evidence.record import (
     SlowStepRecord,
     TaskRecord,
 )
+from recovery_provider.plan.calibrated import Calibration
 
 Verdict = Literal["met", "missed", "no objective", "unknown"]
 FAILED_STATES = frozenset({"failed", "upstream_failed"})
@@ -43,6 +45,7 @@ class Bar(_Model):
     critical: bool = False  # on the run's actual critical path
     planned: tuple[float, float] | None = None  # phases: the estimate's window, on the same axis
     attempt: int = 1  # which attempt of the run this bar belongs to
+    expected: float | None = None  # phases: seconds to expect on this deployment (calibrated from the ledger)
 
 
 class AttemptView(_Model):
@@ -100,6 +103,9 @@ class Report(_Model):
     origin: dt.datetime | None = None  # time 0 of every offset: the first attempt's queued time
     slow_steps: list[SlowStepRecord] = Field(default_factory=list)  # ran past p95 x factor of their history
     breakers: list[BreakerRecord] = Field(default_factory=list)  # circuit breakers open in this run, and why
+    # what the run should have taken on this deployment: its graph with the ledger's usual timings
+    expected_seconds: float | None = None
+    expected_basis: str | None = None  # what the expected figure was calibrated from
 
 
 class TrendPoint(_Model):
@@ -171,26 +177,11 @@ def critical_path(tasks: Sequence[TaskRecord]) -> list[TaskRecord]:
         by_id.setdefault(task.task_id, []).append(task)
     end_of = {t.key: t.end for t in ran}
 
-    def waited_for(task: TaskRecord) -> list[str]:
-        """Upstream task ids that ran; a skipped (or never run) task passes on its own upstream."""
-        found: list[str] = []
-        todo, seen_ids = list(task.upstream), set()
-        while todo:
-            up = todo.pop()
-            if up in seen_ids:
-                continue
-            seen_ids.add(up)
-            if up in by_id:
-                found.append(up)
-            else:
-                todo += upstream_of.get(up, [])
-        return found
-
     current = max(ran, key=lambda t: (t.end, t.key))
     path = [current]
     seen = {current.key}
     while True:
-        candidates = [u for up in waited_for(current) for u in by_id[up] if u.key not in seen]
+        candidates = [u for up in waited_for(current.upstream, by_id, upstream_of) for u in by_id[up] if u.key not in seen]
         if not candidates:
             break
         current = max(candidates, key=lambda t: (end_of[t.key], t.key))
@@ -249,7 +240,15 @@ def _attempt_view(record: RunRecord, attempt: AttemptRecord, is_first: bool) -> 
     )
 
 
-def build_report(record: RunRecord) -> Report:
+def _basis(expected: Expected) -> str:
+    return (f"{expected.deployment_runs} run(s) on this deployment; {expected.timed_tasks} task(s) timed by "
+            f"{expected.dag_runs} other run(s) of this DAG, the rest by this run")
+
+
+def build_report(record: RunRecord, calibration: Calibration | None = None) -> Report:
+    """The report of one run; with a ``calibration`` (evidence/calibration.py, from the ledger's
+    other runs) also what the run should have taken on this deployment, beside the spec's plan."""
+    expected = expected_run(record, calibration) if calibration is not None else None
     path = critical_path(record.tasks)
     on_path = {t.key for t in path}
     tasks = _by_start(record.tasks)
@@ -260,6 +259,9 @@ def build_report(record: RunRecord) -> Report:
     earlier = [_task_bar(record, t, a.number) for a in attempts[:-1] for t in _by_start(a.tasks)
                if (t.key, t.start) not in final]
     phases = [bar for a in attempts for bar in _phase_bars(record, a.tasks, a)]
+    if expected is not None:
+        first = attempts[0].number
+        phases = [b.model_copy(update={"expected": expected.phases.get(b.label)}) if b.attempt == first else b for b in phases]
     failures = [
         f"{_label(t)}: {t.state}" + (f" after {t.tries} tries" if t.tries > 1 else "")
         for t in tasks if t.state in FAILED_STATES and t.kind not in ("gate", "control")
@@ -299,6 +301,8 @@ def build_report(record: RunRecord) -> Report:
         origin=record.first_queued_at,
         slow_steps=list(record.slow_steps),
         breakers=list(record.breakers),
+        expected_seconds=expected.seconds if expected else None,
+        expected_basis=_basis(expected) if expected else None,
     )
 
 

@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from recovery_provider.evidence import URL_PREFIX
+from recovery_provider.evidence.calibration import load_calibration
 from recovery_provider.evidence.html import report_html, runs_html
 from recovery_provider.evidence.ledger import Ledger, LedgerError
 from recovery_provider.evidence.report import Report, Trend, build_report, build_trend
@@ -57,7 +58,8 @@ def _trends(user: Any, ledger: Ledger) -> list[Trend]:
 def _report(user: Any, dag_id: str, run_id: str) -> Report:
     _require_dag(user, dag_id)
     try:
-        return build_report(Ledger().read(dag_id, run_id))
+        ledger = Ledger()
+        return build_report(ledger.read(dag_id, run_id), load_calibration(ledger, dag_id, exclude=run_id))
     except LedgerError as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from None
 

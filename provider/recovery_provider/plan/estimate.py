@@ -11,13 +11,15 @@ combination with one cap lifted at a time to name the caps that cost time. Durat
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from recovery_provider.exceptions import ArgumentError
+from recovery_provider.plan.calibrated import Calibration
 from recovery_provider.plan.layout import Layout, LayoutTask, build_layout
 from recovery_provider.plan.model import AIRFLOW_MAX_ACTIVE_TASKS, DEFAULT_POOL, Plan, PlanPhase, PlanStep
+from recovery_provider.plan.scenarios import active_phases, choice_sets
 from recovery_provider.plan.simulate import (
     Caps,
     Demand,
@@ -40,7 +42,7 @@ class ScheduledTask:
     """
 
     label: str
-    kind: str  # "step" | "gate" | "branch" | "approval" | "health" | "pause" | "finally"
+    kind: str  # "step" | "gate" | "branch" | "approval" | "health" | "pause" | "finally" | "control" (calibrated)
     phase_id: str | None
     step_id: str | None
     target: int | None
@@ -91,6 +93,7 @@ class Estimate:
     steps_with_duration: int  # of those, the ones with expected_duration
     assumptions: tuple[str, ...]
     bottlenecks: tuple[Bottleneck, ...]  # largest saving first
+    calibration: Calibration | None = None  # the deployment's measured overheads, when calibrated
 
 
 class _Builder:
@@ -102,12 +105,16 @@ class _Builder:
     passed through; compensations and the outcome do not run when every step succeeds. Nodes are
     created in priority order (phase order, then target, then step), which is also the order the
     simulation starts ready tasks in.
+
+    Calibrated (``calibration``), every task that runs costs what the deployment measured: the
+    steering tasks, compensations skipped by the scheduler and the outcome become nodes too.
     """
 
-    def __init__(self, plan: Plan, layout: Layout, active: set[str]) -> None:
+    def __init__(self, plan: Plan, layout: Layout, active: set[str], calibration: Calibration | None = None) -> None:
         self.plan = plan
         self.layout = layout
         self.active = active
+        self.calibration = calibration
         self.nodes: list[Node] = []
         self.demands: dict[Demand, int] = {}
         self.ends: dict[str, tuple[int, ...]] = {}  # layout task -> the nodes a task waiting for it waits for
@@ -141,6 +148,29 @@ class _Builder:
         group = (phase.id, step.id) if capped and phase is not None else None
         return self.demands.setdefault(Demand(pool, step.pool_slots if pool else 0, group), len(self.demands))
 
+    def cost(self, task: LayoutTask, task_class: str, work: int, *, alongside: int = 1, capacity: int | None = None) -> int:
+        """Microseconds a task takes: its own work, or with a calibration what the deployment adds."""
+        if self.calibration is None:
+            return work
+        return round(self.calibration.seconds(task.id, task_class, seconds(work), alongside=alongside, capacity=capacity) * 1e6)
+
+    def control(self, task: LayoutTask, task_class: str = "worker") -> tuple[int, ...]:
+        """A task with no work of its own: passed through, or calibrated a node of its overhead."""
+        deps = self.join(self.deps(task), task.phase_id)
+        if self.calibration is None:
+            return deps
+        return (self.add(task.id, "control", deps, self.cost(task, task_class, 0), phase=task.phase_id),)
+
+    def capacity(self, step: PlanStep, phase: PlanPhase) -> int:
+        """How many targets of a step can run at once: max_active_tasks, max_parallel, the pool."""
+        caps = [self.plan.max_active_tasks]
+        if phase.fan_out is not None and phase.fan_out.max_parallel:
+            caps.append(phase.fan_out.max_parallel)
+        pool = self.plan.spec.pools.get(step.pool) if step.pool and step.pool != DEFAULT_POOL else None
+        if pool is not None:
+            caps.append(max(1, pool.slots // max(step.pool_slots, 1)))
+        return min(caps)
+
     def join(self, deps: tuple[int, ...], phase: str | None) -> tuple[int, ...]:
         """One hidden node instead of N x M edges when many tasks wait for many others."""
         if len(deps) <= 1:
@@ -152,38 +182,42 @@ class _Builder:
 
     def task(self, task: LayoutTask) -> tuple[int, ...]:
         """The nodes of one unmapped task: what a task waiting for it waits for."""
-        if task.kind in ("undo", "outcome") or (task.phase_id is not None and task.phase_id not in self.active):
-            return ()  # never runs on the estimated path: a skipped phase is done at once
+        if task.phase_id is not None and task.phase_id not in self.active:
+            return ()  # a skipped phase is done at once
+        if task.kind in ("undo", "outcome"):  # skipped when nothing failed / the verdict: off the spec's path
+            return self.control(task, "scheduler" if task.kind == "undo" else "worker") if self.calibration else ()
         phase = self.plan.phase(task.phase_id) if task.phase_id else None
         if task.kind == "finally":
             step = self.step(task)
-            return (self.add(f"finally.{step.id}", "finally", self.join(self.deps(task), None), us(step.expected_duration),
-                             step=step.id, demand=self.demand(step, None)),)
+            return (self.add(f"finally.{step.id}", "finally", self.join(self.deps(task), None),
+                             self.cost(task, "worker", us(step.expected_duration)), step=step.id, demand=self.demand(step, None)),)
         if phase is None:
-            return ()  # preflight
+            return self.control(task) if self.calibration else ()  # preflight
         if phase.waves is not None and task.wave is not None and task.wave >= _waves_run(phase):
             return self.deps(task)  # a spare wave (max_targets) gets no targets and is skipped
         if task.kind == "step":  # a step of a sequential or parallel phase
             step = self.step(task)
-            return (self.add(f"{phase.id}.{step.id}", "step", self.deps(task), us(step.expected_duration),
+            return (self.add(f"{phase.id}.{step.id}", "step", self.deps(task), self.cost(task, "worker", us(step.expected_duration)),
                              phase=phase.id, step=step.id, demand=self.demand(step, phase)),)
         if task.kind == "gate":
-            return (self.add(f"{phase.id}.gate", "gate", self.deps(task, _leaves(self.layout, task)), phase=phase.id),)
+            return (self.add(f"{phase.id}.gate", "gate", self.deps(task, _leaves(self.layout, task)),
+                             self.cost(task, "scheduler" if task.by_trigger_rule else "worker", 0), phase=phase.id),)
         if task.kind == "branch":
-            return (self.add(phase.id, "branch", self.join(self.deps(task), phase.id), phase=phase.id),)
+            return (self.add(phase.id, "branch", self.join(self.deps(task), phase.id), self.cost(task, "worker", 0), phase=phase.id),)
         if task.kind == "approval":
             duration = us(phase.approval.expected_duration if phase.approval else None)
-            return (self.add(phase.id, "approval", self.join(self.deps(task), phase.id), duration, phase=phase.id),)
+            return (self.add(phase.id, "approval", self.join(self.deps(task), phase.id), self.cost(task, "worker", duration),
+                             phase=phase.id),)
         if task.kind == "wave_health" and phase.waves is not None and task.wave is not None:
             check = phase.waves.health_check
             return (self.add(f"{phase.id}.wave{task.wave + 1}.health", "health", self.join(self.deps(task), phase.id),
-                             us(check.expected_duration if check else None), phase=phase.id, wave=task.wave,
-                             demand=self.demand(None, None)),)
+                             self.cost(task, "worker", us(check.expected_duration if check else None)), phase=phase.id,
+                             wave=task.wave, demand=self.demand(None, None)),)
         if (task.kind == "wave_checkpoint" and phase.waves is not None and task.wave is not None
                 and task.wave < _waves_run(phase) - 1 and phase.waves.pause > timedelta(0)):
             return (self.add(f"{phase.id}.wave{task.wave + 1}.pause", "pause", self.join(self.deps(task), phase.id),
-                             us(phase.waves.pause), phase=phase.id, wave=task.wave),)
-        return self.join(self.deps(task), phase.id)  # resolver, slice, probe, checkpoint: no time of their own
+                             self.cost(task, "deferred", us(phase.waves.pause)), phase=phase.id, wave=task.wave),)
+        return self.control(task)  # resolver, slice, probe, checkpoint: no time of their own
 
     def mapped(self, run: list[LayoutTask]) -> None:
         """A mapped group: its tasks once per target, target by target."""
@@ -191,8 +225,12 @@ class _Builder:
         assert first.phase_id is not None and first.mapped
         phase = self.plan.phase(first.phase_id)
         entry = self.ends[first.mapped_by] if first.mapped_by else self.deps(first)  # or literal targets
-        if first.kind == "undo" or phase.id not in self.active:
+        if phase.id not in self.active or (first.kind == "undo" and self.calibration is None):
             self.ends.update((t.id, ()) for t in run)
+            return
+        if first.kind == "undo":  # calibrated: the scheduler skips the whole mapped group when nothing failed
+            for task in run:
+                self.ends[task.id] = self.control(task, "scheduler")
             return
         assert phase.fan_out is not None
         count = phase.fan_out.count
@@ -210,9 +248,13 @@ class _Builder:
                 if task.kind == "step":
                     step = self.step(task)
                     prefix = phase.id + (f".wave{first.wave + 1}" if first.wave is not None else "")
-                    deps = (self.add(f"{prefix}.{step.id}[{target}]", "step", deps, us(step.expected_duration),
-                                     phase=phase.id, step=step.id, target=target, wave=first.wave,
-                                     demand=self.demand(step, phase)),)
+                    duration = self.cost(task, "worker", us(step.expected_duration), alongside=len(targets),
+                                         capacity=self.capacity(step, phase))
+                    deps = (self.add(f"{prefix}.{step.id}[{target}]", "step", deps, duration, phase=phase.id,
+                                     step=step.id, target=target, wave=first.wave, demand=self.demand(step, phase)),)
+                elif self.calibration is not None:  # a probe, per target
+                    deps = (self.add(f"{task.id}[{target}]", "control", deps, self.cost(task, "worker", 0),
+                                     phase=phase.id, target=target, wave=first.wave),)
                 ends[task.id] = deps  # a probe takes no time: what waits for it waits for its upstream
                 per_target[task.id] += deps
         for task in run:
@@ -232,36 +274,11 @@ def _leaves(layout: Layout, gate: LayoutTask) -> list[str]:
     return [t for t in gate.upstream if t not in implied]
 
 
-# -- scenarios ------------------------------------------------------------------------------------
-def _active(plan: Plan, choices: dict[str, str]) -> set[str]:
-    """Phases that run: a root, or one with a running upstream; a branch target only if chosen."""
-    active: set[str] = set()
-    for phase in plan.phases:
-        reached = not phase.upstream or any(up in active for up in phase.upstream)
-        chosen = phase.chosen_by is None or (phase.chosen_by in active and choices.get(phase.chosen_by) == phase.id)
-        if reached and chosen:
-            active.add(phase.id)
-    return active
-
-
-def _choice_sets(plan: Plan) -> Iterator[dict[str, str]]:
-    """Every combination of choices of the branches that run, in phase and case order."""
-
-    def walk(start: int, choices: dict[str, str]) -> Iterator[dict[str, str]]:
-        for position in range(start, len(plan.phases)):
-            phase = plan.phases[position]
-            if phase.kind == "branch" and phase.id in _active(plan, choices):
-                for target in dict.fromkeys(c.target for c in phase.choices):
-                    yield from walk(position + 1, {**choices, phase.id: target})
-                return
-        yield choices
-
-    return walk(0, {})
-
-
-def _scenario(plan: Plan, layout: Layout, choices: dict[str, str], caps: Caps) -> tuple[Scenario, Graph]:
-    graph = _Builder(plan, layout, _active(plan, choices)).build()
+def _scenario(plan: Plan, layout: Layout, choices: dict[str, str], caps: Caps,
+              calibration: Calibration | None = None) -> tuple[Scenario, Graph]:
+    graph = _Builder(plan, layout, active_phases(plan, choices), calibration).build()
     run = Run(graph, caps).run()
+    finish = _finish(calibration)
     critical, path = critical_path(graph)
     tasks: list[ScheduledTask] = []
     windows: dict[str, tuple[float, float]] = {}
@@ -275,9 +292,9 @@ def _scenario(plan: Plan, layout: Layout, choices: dict[str, str], caps: Caps) -
             windows[node.phase_id] = (min(low, start), max(high, end))
     scenario = Scenario(
         choices=choices,
-        sequential=seconds(sum(node.duration for node in graph.nodes)),
-        critical=seconds(critical),
-        planned=seconds(max(run.end, default=0)),
+        sequential=seconds(sum(node.duration for node in graph.nodes) + finish),
+        critical=seconds(critical + finish),
+        planned=seconds(max(run.end, default=0) + finish),
         critical_path=path,
         tasks=tuple(tasks),
         phase_windows=windows,
@@ -297,10 +314,15 @@ def _liftable(graph: Graph, caps: Caps) -> list[tuple[str, Caps]]:
     return found
 
 
-def _bottlenecks(graph: Graph, caps: Caps, worst: Scenario) -> tuple[Bottleneck, ...]:
+def _finish(calibration: Calibration | None) -> int:
+    """Microseconds from the last task's end to the run's end (0 without a calibration)."""
+    return round(calibration.finish * 1e6) if calibration is not None else 0
+
+
+def _bottlenecks(graph: Graph, caps: Caps, worst: Scenario, calibration: Calibration | None = None) -> tuple[Bottleneck, ...]:
     found = []
     for name, lifted in _liftable(graph, caps):
-        without = seconds(max(Run(graph, lifted).run().end, default=0))
+        without = seconds(max(Run(graph, lifted).run().end, default=0) + _finish(calibration))
         if worst.planned - without > 0:
             found.append(Bottleneck(name, without, worst.planned - without))
     return tuple(sorted(found, key=lambda b: -b.saves))
@@ -341,19 +363,23 @@ def _assumptions(plan: Plan, truncated: int | None) -> list[str]:
     return notes
 
 
-def estimate_plan(plan: Plan, max_scenarios: int = 64) -> Estimate:
-    """Simulate every branch combination (up to max_scenarios) and judge the worst against the RTO."""
+def estimate_plan(plan: Plan, max_scenarios: int = 64, calibration: Calibration | None = None) -> Estimate:
+    """Simulate every branch combination (up to max_scenarios) and judge the worst against the RTO.
+
+    With a ``calibration`` (what the ledger measured on this deployment, evidence/calibration.py)
+    every task also costs the deployment's overhead and the DAG's measured durations: the figure
+    to expect on this deployment rather than the spec's own."""
     if max_scenarios < 1:
         raise ArgumentError(f"max_scenarios must be at least 1, got {max_scenarios}")
     caps = caps_of(plan)
     layout = build_layout(plan)
     runs: list[tuple[Scenario, Graph]] = []
     truncated: int | None = None
-    for choices in _choice_sets(plan):
+    for choices in choice_sets(plan):
         if len(runs) == max_scenarios:
             truncated = max_scenarios
             break
-        runs.append(_scenario(plan, layout, choices, caps))
+        runs.append(_scenario(plan, layout, choices, caps, calibration))
     worst, worst_graph = max(runs, key=lambda run: run[0].planned)
     rto = plan.spec.objectives.rto.total_seconds() if plan.spec.objectives.rto is not None else None
     verdict = "no-rto" if rto is None else ("meets" if worst.planned <= rto else "exceeds")
@@ -364,6 +390,7 @@ def estimate_plan(plan: Plan, max_scenarios: int = 64) -> Estimate:
         verdict=verdict,
         steps_total=len(plan.steps),
         steps_with_duration=sum(1 for s in plan.steps if s.expected_duration is not None),
-        assumptions=tuple(_assumptions(plan, truncated)),
-        bottlenecks=_bottlenecks(worst_graph, caps, worst),
+        assumptions=tuple(_assumptions(plan, truncated) + (calibration.describe() if calibration else [])),
+        bottlenecks=_bottlenecks(worst_graph, caps, worst, calibration),
+        calibration=calibration,
     )

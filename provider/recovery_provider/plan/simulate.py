@@ -171,7 +171,7 @@ def critical_path(graph: Graph) -> tuple[int, tuple[str, ...]]:
     length, labels = finish[index], []
     while index >= 0:
         node = graph.nodes[index]
-        if node.kind != "gate":
+        if node.kind not in ("gate", "control"):
             labels.append(node.label)
         index = before[index]
     return length, tuple(reversed(labels))
