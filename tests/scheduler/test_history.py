@@ -96,6 +96,9 @@ def test_a_branch_case_that_keeps_failing_takes_the_fallback_until_reset(cluster
     assert (breaker.name, breaker.kind, breaker.fallback) == ("primary", "branch", "fallback")
     assert "failed in 2 of the last 5 runs" in breaker.reason and "recovery breaker reset sched_breaker primary" in breaker.reason
     assert "took fallback instead" in report_html(build_report(record))
+    # and on the run's note, where the on-call engineer sees it in the UI
+    assert record.note == "circuit breaker open: primary -> fallback"
+    assert cluster.api.dag_run(BREAKER, record.run_id).get("note") == record.note
     choose_log = cluster.task_log(BREAKER, record.run_id, "choose.choose")
     assert "circuit breaker 'primary' is open" in choose_log
 

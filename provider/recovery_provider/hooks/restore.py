@@ -39,11 +39,10 @@ from recovery_provider.hooks.store import (
     BackupCorrupt,
     BackupIncomplete,
     BackupStore,
-    decompressed,
     manifest_digest,
-    prefetched,
     slug,
 )
+from recovery_provider.hooks.streams import decompressed, prefetched
 
 MARK_PREFIX = "recovery_provider restore"
 

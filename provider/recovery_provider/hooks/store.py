@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 # defined in exceptions.py, one hierarchy; still importable from here
@@ -33,6 +33,7 @@ from recovery_provider.exceptions import BackupCorrupt as BackupCorrupt
 from recovery_provider.exceptions import BackupIncomplete as BackupIncomplete
 from recovery_provider.exceptions import RecoveryError
 from recovery_provider.exceptions import StorageError as StorageError
+from recovery_provider.hooks.streams import write_behind
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -97,68 +98,6 @@ def zstd_level(compression: str | None) -> int | None:
     return int(level) if level else 1
 
 
-def decompressed(chunks: Iterable[bytes], what: str) -> Iterator[bytes]:
-    """zstd-decompress a stream of chunks; a truncated or damaged frame raises BackupCorrupt.
-
-    Output is bounded per input chunk (zstd's window is a few MiB at the levels we allow).
-    """
-    import zstandard
-
-    decoder = zstandard.ZstdDecompressor().decompressobj()
-    try:
-        for chunk in chunks:
-            out = decoder.decompress(chunk)
-            if out:
-                yield out
-    except zstandard.ZstdError as exc:
-        raise BackupCorrupt(f"{what}: not a valid zstd stream ({exc})") from None
-    if not decoder.eof:
-        raise BackupCorrupt(f"{what}: the zstd stream ends before its last frame does (truncated)")
-
-
-def prefetched(chunks: Iterable[bytes], depth: int = 4) -> Iterator[bytes]:
-    """``chunks`` read ahead by a thread, at most ``depth`` waiting: downloading overlaps the
-    consumer (decompressing, feeding pg_restore) and memory stays bounded. The reader's errors
-    are raised here; leaving the loop early stops the reader."""
-    import queue
-    import threading
-
-    items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max(1, depth))
-    stop = threading.Event()
-
-    def put(item: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                items.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def read() -> None:
-        try:
-            for chunk in chunks:
-                if not put(("chunk", chunk)):
-                    return
-            put(("end", None))
-        except BaseException as exc:  # handed to the consumer
-            put(("error", exc))
-
-    reader = threading.Thread(target=read, name="backup-prefetch", daemon=True)
-    reader.start()
-    try:
-        while True:
-            kind, value = items.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        reader.join(timeout=30)
-
-
 class BackupStore:
     """All reads and writes of backups at one location."""
 
@@ -220,10 +159,17 @@ class BackupStore:
         """Write chunks as they come, hashing as we go; returns (size, sha256 hex)."""
         digest, size = hashlib.sha256(), 0
         with self.open_write(path, block_size) as out:
-            for chunk in chunks:
-                digest.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
+            # Object stores upload a part per `block_size` inside write(), blocking the caller: a
+            # thread writes instead, so reading the database goes on during each upload (about two
+            # parts in memory). A local file takes writes at once: no thread.
+            write = out.write if self.is_local else None
+            with contextlib.ExitStack() as stack:
+                if write is None:
+                    write = stack.enter_context(write_behind(out, depth=max(4, 2 * block_size // CHUNK)))
+                for chunk in chunks:
+                    digest.update(chunk)
+                    write(chunk)
+                    size += len(chunk)
         return size, digest.hexdigest()
 
     def read_chunks(self, path: ObjectStoragePath, chunk_size: int = CHUNK) -> Iterable[bytes]:
