@@ -33,7 +33,6 @@ from recovery_provider.exceptions import BackupCorrupt as BackupCorrupt
 from recovery_provider.exceptions import BackupIncomplete as BackupIncomplete
 from recovery_provider.exceptions import RecoveryError
 from recovery_provider.exceptions import StorageError as StorageError
-from recovery_provider.hooks.streams import write_behind
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -159,17 +158,10 @@ class BackupStore:
         """Write chunks as they come, hashing as we go; returns (size, sha256 hex)."""
         digest, size = hashlib.sha256(), 0
         with self.open_write(path, block_size) as out:
-            # Object stores upload a part per `block_size` inside write(), blocking the caller: a
-            # thread writes instead, so reading the database goes on during each upload (about two
-            # parts in memory). A local file takes writes at once: no thread.
-            write = out.write if self.is_local else None
-            with contextlib.ExitStack() as stack:
-                if write is None:
-                    write = stack.enter_context(write_behind(out, depth=max(4, 2 * block_size // CHUNK)))
-                for chunk in chunks:
-                    digest.update(chunk)
-                    write(chunk)
-                    size += len(chunk)
+            for chunk in chunks:
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
         return size, digest.hexdigest()
 
     def read_chunks(self, path: ObjectStoragePath, chunk_size: int = CHUNK) -> Iterable[bytes]:

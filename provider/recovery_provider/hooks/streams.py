@@ -1,14 +1,13 @@
-"""Streams of backup chunks: decompressing, writing behind a blocking writer, reading ahead.
+"""Streams of backup chunks: decompressing, and reading ahead of a consumer.
 
 Each bounds its memory to a few chunks, so a backup of any size streams in flat memory.
 """
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from recovery_provider.exceptions import BackupCorrupt
@@ -31,41 +30,6 @@ def decompressed(chunks: Iterable[bytes], what: str) -> Iterator[bytes]:
         raise BackupCorrupt(f"{what}: not a valid zstd stream ({exc})") from None
     if not decoder.eof:
         raise BackupCorrupt(f"{what}: the zstd stream ends before its last frame does (truncated)")
-
-
-@contextlib.contextmanager
-def write_behind(out: Any, depth: int) -> Iterator[Callable[[bytes], None]]:
-    """A `write` that hands chunks to a thread writing them to `out`, at most `depth` waiting.
-
-    The thread's error is raised here (at the next write, or on leaving); after it, the rest is
-    dropped, never waited for.
-    """
-    items: queue.Queue[bytes | None] = queue.Queue(maxsize=max(1, depth))
-    failed: list[BaseException] = []
-
-    def drain() -> None:
-        try:
-            while (item := items.get()) is not None:
-                out.write(item)
-        except BaseException as exc:  # handed to the caller
-            failed.append(exc)
-            while items.get() is not None:  # keep taking, so the caller never blocks
-                pass
-
-    def write(chunk: bytes) -> None:
-        if failed:
-            raise failed[0]
-        items.put(chunk)
-
-    writer = threading.Thread(target=drain, name="backup-upload", daemon=True)
-    writer.start()
-    try:
-        yield write
-    finally:
-        items.put(None)
-        writer.join()
-    if failed:
-        raise failed[0]
 
 
 def prefetched(chunks: Iterable[bytes], depth: int = 4) -> Iterator[bytes]:
