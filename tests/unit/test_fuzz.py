@@ -26,7 +26,9 @@ from typer.testing import CliRunner
 
 from recovery_provider.check import CheckedSpec, check_text
 from recovery_provider.cli.main import app
-from recovery_provider.spec import models
+from recovery_provider.spec import alerts, models, phase_kinds
+from recovery_provider.spec import steps as step_models
+from recovery_provider.spec.base import SpecModel
 from recovery_provider.spec.registry import ALIASES
 
 pytestmark = pytest.mark.unit
@@ -41,8 +43,8 @@ FUZZ = settings(max_examples=250, deadline=None, database=None, suppress_health_
 
 def _field_names() -> list[str]:
     names = {"tolerate", "<<"}
-    for value in vars(models).values():
-        if isinstance(value, type) and issubclass(value, models.SpecModel):
+    for value in (v for module in (models, step_models, phase_kinds, alerts) for v in vars(module).values()):
+        if isinstance(value, type) and issubclass(value, SpecModel):
             names |= {info.alias or name for name, info in value.model_fields.items()}
     return sorted(names)
 

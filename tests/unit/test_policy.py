@@ -6,7 +6,7 @@ import pytest
 
 from recovery_provider.plan.targets import substitute_target
 from recovery_provider.render.policy import judge_phase, run_note, run_outcome
-from recovery_provider.spec.models import FailurePolicy
+from recovery_provider.spec.phase_kinds import FailurePolicy
 
 pytestmark = pytest.mark.unit
 

@@ -30,8 +30,10 @@ from recovery_provider.plan.model import (
 )
 from recovery_provider.plan.targets import literal_targets
 from recovery_provider.spec.diagnostics import Diagnostic, Path
-from recovery_provider.spec.models import DRY_RUN, Action, FanOut, Phase, RecoverySpec, Step, Waves
+from recovery_provider.spec.models import DRY_RUN, Phase, RecoverySpec
+from recovery_provider.spec.phase_kinds import FanOut, Waves
 from recovery_provider.spec.registry import resolve_uses
+from recovery_provider.spec.steps import Action, Step
 
 _RESERVED_HELP = "preflight, outcome, gate, *__probe, *__undo"
 

@@ -13,7 +13,8 @@ from typing import Any
 from recovery_provider.spec.alerts import CircuitBreaker
 from recovery_provider.spec.diagnostics import Path
 from recovery_provider.spec.expressions import Condition
-from recovery_provider.spec.models import Approval, FailurePolicy, PhaseKind, RecoverySpec, TargetSource
+from recovery_provider.spec.models import PhaseKind, RecoverySpec
+from recovery_provider.spec.phase_kinds import Approval, FailurePolicy, TargetSource
 
 DEFAULT_POOL = "default_pool"
 # Airflow's [core] max_active_tasks_per_dag default: a cap every run has unless the spec sets one.

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from recovery_provider.spec.models import FailurePolicy
+from recovery_provider.spec.phase_kinds import FailurePolicy
 
 FAILED = frozenset({"failed", "upstream_failed"})
 

@@ -13,7 +13,7 @@ from typing import Any
 from recovery_provider.plan.targets import is_templated, target_kwargs
 from recovery_provider.render.policy import judge_phase, run_note, run_outcome
 from recovery_provider.spec.expressions import UnknownState, parse_condition
-from recovery_provider.spec.models import FailurePolicy, TargetSource
+from recovery_provider.spec.phase_kinds import FailurePolicy, TargetSource
 
 log = logging.getLogger(__name__)
 

@@ -6,20 +6,16 @@ stays readable; the run-time side is :mod:`recovery_provider.evidence.history`.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from recovery_provider.spec.base import SpecModel
 
 # How many recent runs the ledger's history keeps per step and per phase (evidence/history.py):
 # a circuit breaker cannot look further back than this.
 HISTORY_RUNS = 30
 
 
-class _Model(BaseModel):
-    """As spec.models.SpecModel (which cannot be imported here: it imports this module)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=False)
-
-
-class Alerts(_Model):
+class Alerts(SpecModel):
     """Alerts raised while a run is under way, from what the ledger learnt of earlier runs."""
 
     slow_step_factor: float | None = Field(
@@ -33,7 +29,7 @@ class Alerts(_Model):
     )
 
 
-class CircuitBreaker(_Model):
+class CircuitBreaker(SpecModel):
     """Stop calling a path that keeps failing: after `failures` failures among the DAG's last `within`
     runs the breaker is open. A branch case then takes the branch's fallback; a step fails its
     tries at once, without calling out. A success of the path, an explicit reset

@@ -17,14 +17,10 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from recovery_provider.exceptions import SpecError
+from recovery_provider.spec.base import IDENTIFIER_PATTERN, POOL_NAME_PATTERN, RECOVERY_ID_PATTERN
 from recovery_provider.spec.diagnostics import Diagnostic, Location, display_path
 from recovery_provider.spec.diagnostics import Path as DataPath
-from recovery_provider.spec.models import (
-    IDENTIFIER_PATTERN,
-    POOL_NAME_PATTERN,
-    RECOVERY_ID_PATTERN,
-    RecoverySpec,
-)
+from recovery_provider.spec.models import RecoverySpec
 from recovery_provider.spec.yamlsource import SourceMap, load_yaml
 
 SPEC_SUFFIXES = (".yaml", ".yml")

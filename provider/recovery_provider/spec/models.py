@@ -1,6 +1,7 @@
 """The recovery spec language as typed models (pydantic v2).
 
-These models are the single source of truth for what a spec may say: the loader validates
+These models (with spec/base.py, spec/steps.py, spec/phase_kinds.py and spec/alerts.py, which
+hold their parts) are the single source of truth for what a spec may say: the loader validates
 YAML against them, ``recovery schema`` publishes their JSON Schema, and the plan compiler reads
 them. They check the shape of one value at a time; checks that need the whole spec (references,
 cycles, pools, RTO) live in :mod:`recovery_provider.plan`.
@@ -9,40 +10,22 @@ cycles, pools, RTO) live in :mod:`recovery_provider.plan`.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
-import re
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    StringConstraints,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
+from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+
+from recovery_provider.spec.alerts import Alerts
+from recovery_provider.spec.base import (
+    Duration,
+    Identifier,
+    PoolName,
+    RecoveryId,
+    SpecModel,
+    _also_shorthand,
+    _as_list,
 )
-
-from recovery_provider.retry_rules import check_rules
-from recovery_provider.spec.alerts import Alerts, CircuitBreaker
-from recovery_provider.spec.durations import DURATION_PATTERN, format_duration, parse_duration
-from recovery_provider.spec.expressions import Condition, parse_condition
-from recovery_provider.spec.registry import ALIASES, resolve_uses
-
-Duration = Annotated[
-    dt.timedelta,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["30s", "15m", "1h30m"]}),
-]
-IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-RECOVERY_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
-POOL_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
-Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=100)]
-RecoveryId = Annotated[str, StringConstraints(pattern=RECOVERY_ID_PATTERN, min_length=1, max_length=200)]
-PoolName = Annotated[str, StringConstraints(pattern=POOL_NAME_PATTERN, min_length=1, max_length=256)]
+from recovery_provider.spec.phase_kinds import Approval, BranchCase, FailurePolicy, FanOut, Waves
+from recovery_provider.spec.steps import Defaults, Step
 
 SCHEDULE_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
 PARAM_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -54,26 +37,6 @@ PARAM_TYPES: dict[str, type | tuple[type, ...]] = {
     "object": dict,
 }
 DRY_RUN = "dry_run"
-# Far above Airflow's max_map_length (1024): a bound that keeps estimates instant.
-MAX_TARGETS = 10_000
-
-
-def _replace_schema(replacement: dict[str, Any]) -> Any:
-    """A json_schema_extra hook that publishes the spec form of a model normalised by a validator."""
-
-    def hook(schema: dict[str, Any]) -> None:
-        description = schema.get("description")
-        schema.clear()
-        schema.update(replacement, **({"description": description} if description else {}))
-
-    return hook
-
-
-def _also_shorthand(schema: dict[str, Any]) -> None:
-    """Params may be written as their bare default value."""
-    full = dict(schema)
-    schema.clear()
-    schema["anyOf"] = [full, {"type": ["string", "number", "integer", "boolean", "array", "null"], "description": "Shorthand: the default value."}]
 
 
 def _date_or_datetime(value: Any) -> Any:
@@ -86,17 +49,6 @@ def _date_or_datetime(value: Any) -> Any:
         except ValueError:
             pass
     raise ValueError(f"{value!r} is not a date: write 2025-01-01 or 2025-01-01T02:00:00+00:00")
-
-
-def _as_list(value: Any) -> Any:
-    """Let a single id stand for a one-element list (``after: assess``)."""
-    return [value] if isinstance(value, str) else value
-
-
-class SpecModel(BaseModel):
-    """Base of every spec model: unknown keys are errors, values are immutable once loaded."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=False)
 
 
 class Objectives(SpecModel):
@@ -148,254 +100,6 @@ class Pool(SpecModel):
 
     slots: int = Field(ge=1, description="How many task slots the pool has.")
     description: str = Field("", description="What the pool protects.")
-
-
-class StepSettings(SpecModel):
-    """Execution settings a step inherits from `defaults` and its phase unless it sets its own."""
-
-    retries: int | None = Field(None, ge=0, le=100, description="How many times a failed try is retried.")
-    retry_delay: Duration | None = Field(None, description="Wait before the first retry.")
-    backoff: float | None = Field(
-        None, ge=1.0, le=10.0, description="Multiplier of the delay after each retry (1 = constant delay)."
-    )
-    max_retry_delay: Duration | None = Field(None, description="Cap of the retry delay under backoff.")
-    timeout: Duration | None = Field(None, description="A try running longer than this fails.")
-    pool: PoolName | None = Field(None, description="Pool the step's tasks take slots from.")
-    queue: str | None = Field(None, description="Worker queue the step's tasks are sent to.")
-
-
-class Defaults(StepSettings):
-    """Settings for every step that does not set its own. Safe values for 3 a.m. when omitted."""
-
-    retries: int | None = Field(2, ge=0, le=100, description="How many times a failed try is retried.")
-    retry_delay: Duration | None = Field(dt.timedelta(seconds=30), description="Wait before the first retry.")
-    backoff: float | None = Field(
-        2.0, ge=1.0, le=10.0, description="Multiplier of the delay after each retry (1 = constant delay)."
-    )
-    max_retry_delay: Duration | None = Field(
-        dt.timedelta(minutes=10), description="Cap of the retry delay under backoff."
-    )
-
-
-def _check_uses(value: str) -> str:
-    resolve_uses(value)
-    return value
-
-
-Uses = Annotated[
-    str,
-    BeforeValidator(lambda v: v.strip() if isinstance(v, str) else v),
-    Field(
-        description="Operator: a registered alias such as postgres.backup, or an import path "
-        "package.module:ClassName.",
-        examples=sorted(ALIASES),
-    ),
-]
-
-
-class Action(SpecModel):
-    """An operator call that is not a full step: a compensation, a probe, a health check."""
-
-    uses: Uses
-    with_: dict[str, Any] = Field(default_factory=dict, alias="with", description="Operator arguments.")
-    timeout: Duration | None = Field(None, description="A try running longer than this fails.")
-    expected_duration: Duration | None = Field(None, description="Typical run time, for estimates.")
-
-    _uses_known = field_validator("uses")(_check_uses)
-
-
-class Step(StepSettings):
-    """One unit of work: an operator with its arguments and execution settings."""
-
-    id: Identifier = Field(description="Unique step id in the spec; becomes the task id.")
-    uses: Uses
-    with_: dict[str, Any] = Field(default_factory=dict, alias="with", description="Operator arguments.")
-    name: str | None = Field(None, description="Display name in the Airflow UI.")
-    description: str = Field("", description="What the step does, for the runbook.")
-    pool_slots: int = Field(1, ge=1, description="Slots of the pool one try takes.")
-    expected_duration: Duration | None = Field(None, description="Typical run time, for estimates.")
-    compensate: Action | None = Field(
-        None, description="Undoes this step when a later step of the phase fails (runs only if this one succeeded)."
-    )
-    skip_if: Action | None = Field(
-        None, description="Idempotency probe: when it reports the work already done, the step is skipped."
-    )
-    critical: bool = Field(True, description="A non-critical step's failure never fails its phase.")
-    retry_on: Annotated[list[str], BeforeValidator(_as_list)] = Field(
-        default_factory=list,
-        description="Retry only errors matching one of these (exception class names such as "
-        "psycopg.OperationalError, matched with their base classes, or /message patterns/); any other "
-        "error fails the step at once.",
-    )
-    no_retry_on: Annotated[list[str], BeforeValidator(_as_list)] = Field(
-        default_factory=list,
-        description="Errors that fail the step at once, without retries (class names or /message "
-        "patterns/). Corrupt or missing backups, bad arguments and missing connections never retry anyway.",
-    )
-
-    circuit_breaker: CircuitBreaker | None = Field(
-        None, description="After this many failed runs of the step in recent runs, its tries (every target of a "
-        "fan-out) fail at once without calling out, and the phase's on_failure decides.",
-    )
-
-    _uses_known = field_validator("uses")(_check_uses)
-    _rules_valid = field_validator("retry_on", "no_retry_on")(check_rules)
-
-
-class TargetSource(SpecModel):
-    """Where fan-out targets come from: a list, a param, or an earlier step's output (a list)."""
-
-    model_config = ConfigDict(
-        json_schema_extra=_replace_schema({
-            "oneOf": [
-                {"type": "array", "description": "A static list of targets."},
-                {"type": "object", "properties": {"param": {"type": "string"}}, "required": ["param"], "additionalProperties": False, "description": "A param whose value is the list of targets."},
-                {"type": "object", "properties": {"step": {"type": "string"}}, "required": ["step"], "additionalProperties": False, "description": "An earlier step whose output is the list of targets."},
-            ]
-        })
-    )
-
-    items: list[Any] | None = Field(None, description="A static list of targets.")
-    param: Identifier | None = Field(None, description="A param whose value is the list of targets.")
-    step: Identifier | None = Field(None, description="An earlier step whose output is the list of targets.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _list_is_items(cls, data: Any) -> Any:
-        if isinstance(data, list):
-            return {"items": data}
-        if not isinstance(data, dict):
-            raise ValueError(f"give the targets as a list, as {{param: <name>}} or as {{step: <step_id>}}, got {data!r}")
-        return data
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> TargetSource:
-        given = [name for name in ("items", "param", "step") if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError("give the targets as a list, as {param: <name>} or as {step: <step_id>}")
-        return self
-
-    @property
-    def static_count(self) -> int | None:
-        return len(self.items) if self.items is not None else None
-
-
-class FanOut(SpecModel):
-    """Run the phase's steps once per target, expanded at run time, at most `max_parallel` at once."""
-
-    over: TargetSource
-    as_: Identifier = Field("target", alias="as", description="Argument name each target is passed as.")
-    max_parallel: int | None = Field(None, ge=1, description="Most targets running at once.")
-    expected_targets: int | None = Field(
-        None, ge=0, le=MAX_TARGETS, description="Typical number of targets, for estimates when they are known only at run time."
-    )
-
-
-class Waves(SpecModel):
-    """Run the phase's steps over targets in waves: one wave at a time, a pause and a health check between."""
-
-    over: TargetSource
-    as_: Identifier = Field("target", alias="as", description="Argument name each target is passed as.")
-    size: int = Field(ge=1, description="Targets per wave.")
-    pause: Duration = Field(dt.timedelta(0), description="Wait after each wave's health check.")
-    health_check: Action | None = Field(None, description="Runs after each wave; a failure is a failed wave.")
-    max_failed_waves: int = Field(1, ge=1, description="Stop the remaining waves after this many failed waves.")
-    max_targets: int | None = Field(
-        None, ge=1, le=MAX_TARGETS, description="Most targets a run-time source may yield (waves are laid out when the DAG is built)."
-    )
-
-
-class BranchCase(SpecModel):
-    """`{when: <condition>, then: <phase>}`, or `{otherwise: <phase>}` as the last case."""
-
-    when: str | None = Field(None, description="Condition on params.<name> or steps.<id>.output.")
-    then: Identifier | None = Field(None, description="Phase to run when the condition holds.")
-    otherwise: Identifier | None = Field(None, description="Phase to run when no condition holds or one cannot be decided.")
-    circuit_breaker: CircuitBreaker | None = Field(
-        None, description="After this many failures of the case's phase in recent runs, take the fallback instead."
-    )
-
-    @field_validator("when")
-    @classmethod
-    def _parses(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_condition(value)
-        return value
-
-    @model_validator(mode="after")
-    def _shape(self) -> BranchCase:
-        if self.otherwise is not None and (self.when is not None or self.then is not None):
-            raise ValueError("'otherwise' stands alone: write it as its own case, {otherwise: <phase>}")
-        if self.otherwise is None and (self.when is None or self.then is None):
-            raise ValueError("a case needs both 'when' and 'then', or is the fallback {otherwise: <phase>}")
-        if self.otherwise is not None and self.circuit_breaker is not None:
-            raise ValueError("the fallback cannot have a circuit_breaker: it is where an open breaker leads")
-        return self
-
-    @property
-    def condition(self) -> Condition | None:
-        return parse_condition(self.when) if self.when is not None else None
-
-
-class Approval(SpecModel):
-    """A human decision before the phases after it run."""
-
-    subject: str = Field(min_length=1, description="The question put to the approver.")
-    body: str = Field("", description="Details shown with the question (markdown).")
-    approvers: list[str] = Field(default_factory=list, description="Users who may answer; anyone when empty.")
-    timeout: Duration | None = Field(None, description="How long to wait for an answer.")
-    on_timeout: Literal["reject", "approve"] = Field("reject", description="Outcome when nobody answers in time.")
-    expected_duration: Duration | None = Field(None, description="Typical time to an answer, for estimates.")
-
-
-class FailurePolicy(SpecModel):
-    """What a failure inside a phase means for the run."""
-
-    model_config = ConfigDict(
-        json_schema_extra=_replace_schema({
-            "oneOf": [
-                {"enum": ["fail_fast", "continue"]},
-                {
-                    "type": "object",
-                    "properties": {"tolerate": {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%\s*$"}]}},
-                    "required": ["tolerate"],
-                    "additionalProperties": False,
-                },
-            ]
-        })
-    )
-
-    mode: Literal["fail_fast", "continue", "tolerate"] = "fail_fast"
-    max_failures: int | None = Field(None, ge=0)
-    max_failure_percent: float | None = Field(None, ge=0, le=100)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_spec_form(cls, data: Any) -> Any:
-        if isinstance(data, str):
-            if data not in ("fail_fast", "continue"):
-                close = difflib.get_close_matches(data, ["fail_fast", "continue"], n=1, cutoff=0.6)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ValueError(f"on_failure must be fail_fast, continue or {{tolerate: N | 'P%'}}, got {data!r}{hint}")
-            return {"mode": data}
-        if isinstance(data, dict) and set(data) == {"tolerate"}:
-            tolerate = data["tolerate"]
-            if isinstance(tolerate, str) and re.fullmatch(r"\s*-?\d+(\.\d+)?\s*%\s*", tolerate):
-                percent = float(tolerate.strip().rstrip("%"))
-                if not 0 <= percent <= 100:
-                    raise ValueError(f"tolerate takes a percentage between 0% and 100%, got {tolerate!r}")
-                return {"mode": "tolerate", "max_failure_percent": percent}
-            if isinstance(tolerate, int) and not isinstance(tolerate, bool):
-                if tolerate < 0:
-                    raise ValueError(f"tolerate takes a count of 0 or more failures, got {tolerate}")
-                return {"mode": "tolerate", "max_failures": tolerate}
-            raise ValueError(f"tolerate takes a count (2) or a percentage ('25%'), got {tolerate!r}")
-        raise ValueError(f"on_failure must be fail_fast, continue or {{tolerate: N | 'P%'}}, got {data!r}")
-
-    def describe(self) -> str:
-        if self.mode == "tolerate":
-            return f"tolerate {self.max_failures}" if self.max_failures is not None else f"tolerate {self.max_failure_percent:g}%"
-        return self.mode
 
 
 PHASE_KINDS = ("steps", "parallel", "for_each", "waves", "branch", "approval")
