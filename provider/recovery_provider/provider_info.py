@@ -42,6 +42,7 @@ MODULES: dict[str, dict[str, list[str]]] = {
         "Backup storage": [
             "recovery_provider.hooks.backup_store",
             "recovery_provider.hooks.store",
+            "recovery_provider.hooks.streams",
         ],
         "Recovery workflows": [
             "recovery_provider.hooks.probes",
