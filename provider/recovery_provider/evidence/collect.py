@@ -292,7 +292,8 @@ def collect(dag_run: Any, session: Any) -> RunRecord:
     if recorded is not None and not isinstance(evidence, Mapping):
         states = {row["task_id"] if row["map_index"] < 0 else f"{row['task_id']}_{row['map_index']}": row["state"]
                   for row in rows}
-        verdict = judge_run(recorded, states, returns, attempt=clear_number + 1, note_before=dag_run.note)
+        verdict = judge_run(recorded, states, returns, attempt=clear_number + 1,
+                            note_before=_note(dag_run) if clear_number else None)
         evidence, note = {"result": verdict.result, "plan": verdict.plan}, verdict.note
     state = dag_run.state
     return build_record(
@@ -306,6 +307,16 @@ def collect(dag_run: Any, session: Any) -> RunRecord:
         conf=dag_run.conf if isinstance(dag_run.conf, Mapping) else None,
         clear_number=clear_number, note=note,
     )
+
+
+def _note(dag_run: Any) -> str | None:
+    """The note an earlier attempt left on the run. A run outside any session (`airflow dags test`
+    calls the listener so) cannot load it: then there is none to go on from."""
+    try:
+        note = dag_run.note
+    except Exception:  # DetachedInstanceError
+        return None
+    return note if isinstance(note, str) else None
 
 
 CLEAR_EVENTS = ("post_clear_task_instances", "clear_dag_run", "clear_dag_runs")  # the REST API's (and UI's) clears
