@@ -61,8 +61,12 @@ def record_run(dag_run: Any) -> str | None:
     if opened:  # why the run took another path: on its note too
         said = breaker_note(opened)
         record = record.model_copy(update={"note": f"{record.note}; {said}" if record.note else said})
-    if session is not None and record.note and dag_run.note != record.note:
-        dag_run.note = record.note  # the verdict where the UI shows it: committed with the run's new state
+    if session is not None and record.note:
+        try:
+            if dag_run.note != record.note:
+                dag_run.note = record.note  # the verdict where the UI shows it: committed with the run's new state
+        except Exception:  # the note is a courtesy; the record below is the evidence
+            log.exception("recovery ledger: could not put the verdict on run %s's note", dag_run.run_id)
     try:
         history = ledger.read_history(dag_run.dag_id)
     except LedgerError as exc:  # the record matters more than the history: write it anyway
