@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -23,6 +24,12 @@ def plan_of(text: str) -> Plan:
     errors = [d for d in diagnostics if d.severity == "error"]
     assert plan is not None and not errors, errors
     return plan
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _plan_cache_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Loaders in the test process keep their compiled plans out of ~/airflow (plan/cache.py)."""
+    os.environ.setdefault("AIRFLOW__RECOVERY__PLAN_CACHE", str(tmp_path_factory.mktemp("plan-cache")))
 
 
 @pytest.fixture

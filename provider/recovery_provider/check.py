@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recovery_provider.exceptions import RenderError, SpecError
-from recovery_provider.plan.compiler import compile_plan
 from recovery_provider.plan.model import Plan
 from recovery_provider.spec.diagnostics import Diagnostic, Location
 from recovery_provider.spec.durations import format_duration
-from recovery_provider.spec.loader import LoadedSpec, load_spec, load_spec_text
 
-if TYPE_CHECKING:  # lint and estimates are for `recovery validate`: off every task's start
+if TYPE_CHECKING:  # loading, lint and estimates are off a task's start when its plan is cached
+    from recovery_provider.plan.cache import PlanCache
     from recovery_provider.plan.estimate import Estimate
+    from recovery_provider.spec.loader import LoadedSpec
 
 
 @dataclass
@@ -35,7 +35,9 @@ class CheckedSpec:
 
     @property
     def spec_id(self) -> str | None:
-        return self.loaded.spec.id if self.loaded else None
+        if self.loaded is not None:
+            return self.loaded.spec.id
+        return self.plan.id if self.plan is not None else None
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -56,6 +58,8 @@ def check_loaded(loaded: LoadedSpec, *, lint: bool = True, render: bool = True, 
     Every finding is located in its file. Lint and estimates only warn, so the loader skips them;
     `render` (importing Airflow) is what makes this the loader's own verdict.
     """
+    from recovery_provider.plan.compiler import compile_plan
+
     checked = CheckedSpec(loaded.file, loaded)
     plan, problems = compile_plan(loaded.spec)
     if plan is not None and not any(p.severity == "error" for p in problems):
@@ -103,14 +107,47 @@ def _rto_findings(estimate: Estimate, plan: Plan) -> list[Diagnostic]:
     return found
 
 
-def check_file(path: str | Path, *, lint: bool = True, render: bool = True, serialize: bool = True) -> CheckedSpec:
+def check_file(
+    path: str | Path, *, lint: bool = True, render: bool = True, serialize: bool = True, cache: PlanCache | None = None,
+) -> CheckedSpec:
+    """`check_loaded` of one file. With `cache` (the DAG loader), a plan compiled before from the
+    same text and code is rendered without loading the spec again, and a new good plan is kept."""
+    from recovery_provider.spec.loader import load_spec
+
+    if cache is not None and cache.read and render and not lint:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            pass  # load_spec says what is wrong
+        else:
+            cached = _render_cached(str(path), text, cache, serialize)
+            if cached is not None:
+                return cached
     try:
-        return check_loaded(load_spec(path), lint=lint, render=render, serialize=serialize)
+        checked = check_loaded(load_spec(path), lint=lint, render=render, serialize=serialize)
     except SpecError as exc:
         return CheckedSpec(str(path), diagnostics=exc.diagnostics)
+    if cache is not None and checked.dag is not None and checked.plan is not None and checked.ok:
+        assert checked.loaded is not None
+        cache.put(checked.loaded.source.text, checked.plan)
+    return checked
 
 
-def _check_guarded(path: Path, **options: bool) -> CheckedSpec:
+def _render_cached(file: str, text: str, cache: PlanCache, serialize: bool) -> CheckedSpec | None:
+    """The spec's DAG from its cached plan; None (compile it) on a miss or if it no longer renders."""
+    from recovery_provider.render.accept import accepted_dag
+
+    plan = cache.get(text)
+    if plan is None:
+        return None
+    try:
+        dag = accepted_dag(plan, file, serialize=serialize, spec_text=text)
+    except RenderError:
+        return None  # e.g. an operator's code changed: the full path locates the problem
+    return CheckedSpec(file, plan=plan, dag=dag)
+
+
+def _check_guarded(path: Path, **options: Any) -> CheckedSpec:
     """check_file, with a bug of ours reported against this spec alone (never a traceback)."""
     try:
         return check_file(path, **options)
@@ -121,14 +158,16 @@ def _check_guarded(path: Path, **options: bool) -> CheckedSpec:
         )])
 
 
-def check_files(paths: Sequence[Path], *, lint: bool = True, render: bool = True, serialize: bool = True) -> list[CheckedSpec]:
+def check_files(
+    paths: Sequence[Path], *, lint: bool = True, render: bool = True, serialize: bool = True, cache: PlanCache | None = None,
+) -> list[CheckedSpec]:
     """`check_file` for each, then one owner per recovery id: a DAG id names one DAG.
 
     The owner is the spec whose file is named after its id (dags/specs/database_failover.yaml for
     `recovery: database_failover`), else the first by path, so a copy saved beside a pack spec
     never takes that DAG offline. The other claimants are refused with an error naming the owner.
     """
-    results = [_check_guarded(p, lint=lint, render=render, serialize=serialize) for p in paths]
+    results = [_check_guarded(p, lint=lint, render=render, serialize=serialize, cache=cache) for p in paths]
     claims: dict[str, list[tuple[Path, CheckedSpec]]] = defaultdict(list)
     for path, result in zip(paths, results, strict=True):
         if result.ok and result.spec_id is not None:
@@ -139,17 +178,21 @@ def check_files(paths: Sequence[Path], *, lint: bool = True, render: bool = True
         claimants.sort(key=lambda claim: (claim[0].stem != spec_id, str(claim[0])))
         owner = claimants[0][0]
         for _, result in claimants[1:]:
-            assert result.loaded is not None
             result.dag = None
-            result.diagnostics.insert(0, result.loaded.locate(Diagnostic(
+            refused = Diagnostic(
                 "error", "duplicate-id",
                 f"recovery id '{spec_id}' is already the DAG of {owner}: give this spec its own `recovery:` id",
                 path=("recovery",),
-            )))
+            )
+            # a plan from the cache (task processes only) has no source map: point at the file
+            located = result.loaded.locate(refused) if result.loaded else replace(refused, location=Location(result.file, 1, 1))
+            result.diagnostics.insert(0, located)
     return results
 
 
 def check_text(text: str, file: str = "<spec>") -> CheckedSpec:
+    from recovery_provider.spec.loader import load_spec_text
+
     try:
         return check_loaded(load_spec_text(text, file))
     except SpecError as exc:

@@ -23,12 +23,16 @@ parsing context names its DAG, and only that spec is rendered.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recovery_provider.exceptions import SpecLoadErrors
 from recovery_provider.spec.loader import SPEC_SUFFIXES, find_spec_files
+
+if TYPE_CHECKING:
+    from recovery_provider.plan.cache import PlanCache
 
 NAMESPACE_PREFIX = "recovery_dag__"
 
@@ -56,11 +60,28 @@ def _running_dag_id() -> str | None:
     return get_parsing_context().dag_id
 
 
+def plan_cache(*, read: bool) -> PlanCache | None:
+    """``[recovery] plan_cache`` (env ``AIRFLOW__RECOVERY__PLAN_CACHE``), default
+    ``$AIRFLOW_HOME/recovery-plan-cache``; ``off`` turns it off."""
+    from airflow.sdk.configuration import conf
+
+    from recovery_provider.plan.cache import PlanCache
+
+    folder = conf.get("recovery", "plan_cache", fallback=None)
+    if folder and folder.strip().lower() == "off":
+        return None
+    if not folder:
+        folder = str(Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow") / "recovery-plan-cache")
+    return PlanCache(Path(folder).expanduser(), read=read)
+
+
 def judge_folder(root: Path, wanted: str | None = None) -> tuple[dict[str, Any], list[str]]:
     """The DAGs Airflow will accept from the specs under `root`, and each problem, formatted.
 
-    With `wanted` (a task process), only the specs that may define that DAG are read and the
-    serialization check is skipped: the dag-processor has made it already.
+    With `wanted` (a task process), only the specs that may define that DAG are read, the
+    serialization check is skipped (the dag-processor has made it already), and a plan compiled
+    before from the same spec text is rendered as it is (plan/cache.py). The dag-processor
+    compiles every spec itself and stores the plans for the tasks.
     """
     from recovery_provider.check import check_files
 
@@ -71,7 +92,8 @@ def judge_folder(root: Path, wanted: str | None = None) -> tuple[dict[str, Any],
         paths = [p for p in paths if _dag_id_hint(p) in (wanted, None)]
     dags: dict[str, Any] = {}
     problems: list[str] = []
-    for result in check_files(paths, lint=False, serialize=wanted is None):
+    cache = plan_cache(read=wanted is not None)
+    for result in check_files(paths, lint=False, serialize=wanted is None, cache=cache):
         if result.dag is not None:
             dags[result.dag.dag_id] = result.dag
         problems += [d.format() for d in result.errors]

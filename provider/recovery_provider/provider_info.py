@@ -150,6 +150,18 @@ CONFIG: dict[str, Any] = {
                 "example": "s3://aws_default@recovery/ledger",
                 "default": "",
             },
+            "plan_cache": {
+                "description": (
+                    "Folder where the dag-processor and tasks keep the compiled plans of recovery specs, "
+                    "keyed by each spec's text and the provider's code, so a task start renders its DAG "
+                    "without validating the spec again. Local to each machine; must be writable by "
+                    "Airflow's user alone. Empty: $AIRFLOW_HOME/recovery-plan-cache; off: no cache."
+                ),
+                "version_added": "0.1.0",
+                "type": "string",
+                "example": "/var/cache/airflow/recovery-plans",
+                "default": "",
+            },
             "alert_callback": {
                 "description": (
                     "module:function that receives every alert of every recovery DAG (a missed RTO, a "

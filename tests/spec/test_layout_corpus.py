@@ -26,18 +26,21 @@ def airflow_kind(task: Any) -> str:
 
     from airflow.providers.standard.operators.empty import EmptyOperator
     from airflow.providers.standard.operators.hitl import ApprovalOperator
-    from airflow.providers.standard.operators.python import BranchPythonOperator, PythonOperator
 
     from recovery_provider.render import runtime
-    from recovery_provider.render.operators import WaveCheckpointOperator
+    from recovery_provider.render.operators import (
+        ChooseBranchOperator,
+        ControlOperator,
+        WaveCheckpointOperator,
+    )
 
     if isinstance(task, ApprovalOperator):
         return "approval"
-    if isinstance(task, BranchPythonOperator):
+    if isinstance(task, ChooseBranchOperator):
         return "branch"
     if isinstance(task, WaveCheckpointOperator):
         return "wave_checkpoint"
-    if isinstance(task, PythonOperator):
+    if isinstance(task, ControlOperator):
         func = task.python_callable
         func = func.func if isinstance(func, functools.partial) else func
         known = {runtime.gate: "gate", runtime.preflight: "preflight", runtime.outcome: "outcome",

@@ -47,7 +47,7 @@ from recovery_provider.render.fanout import (
     target_arguments,
 )
 from recovery_provider.render.hooks import compensate_only_if
-from recovery_provider.render.operators import WaveCheckpointOperator
+from recovery_provider.render.operators import ChooseBranchOperator, ControlOperator, WaveCheckpointOperator
 from recovery_provider.render.tasks import Operators
 
 
@@ -109,13 +109,13 @@ class _Renderer(Operators):
 
     def top_level(self, task: LayoutTask) -> BaseOperator:
         if task.kind == "preflight":
-            return _python_task(
+            return _control_task(
                 task_id=task.id, python_callable=runtime.preflight, retries=0,
                 op_kwargs={"pools": {name: pool.slots for name, pool in self.plan.spec.pools.items()}},
                 task_display_name="preflight", doc_md="Fails at once when a pool this DAG needs is missing or too small.",
             )
         if task.kind == "outcome":
-            return _python_task(
+            return _control_task(
                 task_id=task.id, python_callable=runtime.outcome,
                 op_kwargs={"gate_ids": [p.exit for p in self.layout.phases]},
                 trigger_rule=TriggerRule.ALL_DONE, retries=0, task_display_name="outcome",
@@ -183,7 +183,7 @@ class _Renderer(Operators):
             return EmptyOperator(task_id=name, trigger_rule=trigger, task_display_name=f"{phase.id}: fail_fast",
                                  doc_md="Fails (upstream_failed) when any task of the phase failed.")
         if task.kind == "gate":
-            return _python_task(
+            return _control_task(
                 task_id=name, python_callable=runtime.gate, trigger_rule=trigger, retries=0,
                 task_display_name=f"{phase.id}: {phase.on_failure.describe()}",
                 op_kwargs={
@@ -196,7 +196,7 @@ class _Renderer(Operators):
             )
         if task.kind == "resolver":
             self.fan_outs.setdefault(phase.id, target_arguments(self, phase))
-            return _python_task(
+            return _control_task(
                 task_id=name, python_callable=resolver_callable(phase, self.fan_outs[phase.id]), trigger_rule=trigger,
                 retries=0, task_display_name=f"{phase.id}: targets",
             )
@@ -208,7 +208,7 @@ class _Renderer(Operators):
         assert waves is not None and task.wave is not None
         name, trigger, wave = _name(task), TriggerRule(task.trigger), f"wave{task.wave + 1}"
         if task.kind == "wave_slice":
-            return _python_task(
+            return _control_task(
                 task_id=name, python_callable=runtime.wave_slice, retries=0, trigger_rule=trigger,
                 op_kwargs={"resolver_task_id": in_phase(phase.id, RESOLVER), "wave": task.wave, "size": waves.size},
                 task_display_name=f"{phase.id}: {wave} targets",
@@ -230,7 +230,7 @@ class _Renderer(Operators):
         """A branch skips every target it does not choose (their gates then skip too); a rejected
         approval (or a timeout that rejects) fails: a refused cutover must not look like success."""
         if task.kind == "branch":
-            return _python_task(
+            return _control_task(
                 branch=True,
                 task_id=_name(task), python_callable=runtime.choose_branch, trigger_rule=TriggerRule(task.trigger),
                 retries=0, task_display_name=f"{phase.id}: choose",
@@ -279,12 +279,9 @@ def _param(param: Any) -> Param:
     return Param(param.default, **kwargs)
 
 
-def _python_task(branch: bool = False, **kwargs: Any) -> BaseOperator:
-    """A Python control task. Imported on first use: the standard provider's python module (packaging,
-    Variable) adds ~25 ms to every task start, and a DAG of fail_fast phases has no such task."""
-    from airflow.providers.standard.operators.python import BranchPythonOperator, PythonOperator
-
-    return (BranchPythonOperator if branch else PythonOperator)(**kwargs)
+def _control_task(branch: bool = False, **kwargs: Any) -> BaseOperator:
+    """A control task: calls a render/runtime.py function with the task's context."""
+    return (ChooseBranchOperator if branch else ControlOperator)(**kwargs)
 
 
 def _deadline(plan: Plan) -> Any:

@@ -59,6 +59,6 @@ def _as_list(value: Any) -> Any:
 class SpecModel(BaseModel):
     """Base of every spec model: unknown keys are errors, values are immutable once loaded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=False, defer_build=True)
 
 
