@@ -57,6 +57,7 @@ def worker(kind: str, spec_json: str) -> None:
     from recovery_provider.operators.postgres import PostgresBackupOperator, PostgresRestoreOperator
 
     get_hook_lineage_collector()
+    waits = _time_the_writer() if kind == "backup" else {}
     spec = json.loads(spec_json)
     op: Any = (PostgresBackupOperator if kind == "backup" else PostgresRestoreOperator)(
         task_id="bench", conn_id="bench_pg", **spec)
@@ -69,7 +70,42 @@ def worker(kind: str, spec_json: str) -> None:
     cpu = psutil.Process().cpu_times()  # the worker's own CPU, and its pg_dump's / pg_restore's
     print(json.dumps({"seconds": time.monotonic() - started, "bytes": result.get("total_bytes"),
                       "start": wall_start, "end": time.time(), "cpu_self": round(cpu.user + cpu.system - cpu0, 2),
-                      "cpu_children": round(cpu.children_user + cpu.children_system, 2)}))
+                      "cpu_children": round(cpu.children_user + cpu.children_system, 2),
+                      **{k: round(v, 2) for k, v in waits.items()}}))
+
+
+def _time_the_writer() -> dict[str, float]:
+    """Where a backup's writer waits: inside write() (a local write, or an S3 part's upload) and in
+    close() (the last part and, on S3, CompleteMultipartUpload). Filled as the backup runs."""
+    from recovery_provider.hooks.store import BackupStore
+
+    waits = {"writer_blocked_s": 0.0, "close_s": 0.0}
+    open_write = BackupStore.open_write
+
+    class Timed:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __enter__(self) -> Timed:
+            self.inner.__enter__()
+            return self
+
+        def __exit__(self, *exc: Any) -> Any:
+            began = time.monotonic()
+            try:
+                return self.inner.__exit__(*exc)
+            finally:
+                waits["close_s"] += time.monotonic() - began
+
+        def write(self, data: bytes) -> Any:
+            began = time.monotonic()
+            try:
+                return self.inner.write(data)
+            finally:
+                waits["writer_blocked_s"] += time.monotonic() - began
+
+    BackupStore.open_write = lambda self, path, block_size: Timed(open_write(self, path, block_size))  # type: ignore[method-assign]
+    return waits
 
 
 def spawn(env: dict[str, str], kind: str, **spec: Any) -> subprocess.Popen[str]:
@@ -176,7 +212,8 @@ def big_database(env: dict[str, str], cluster: Any, work: Path, size: int, round
     def backup(label: str, location: str, run_key: str, **options: Any) -> dict[str, Any]:
         result = one(env, "backup", database="big", location=location, run_key=run_key, **{"drill_stats": False, **options})
         say(f"{label}: {result['seconds']:.1f}s, {result['bytes'] / MB:.0f} MiB, peak RSS {result['peak_rss_mib']:.0f} MiB, "
-            f"worker CPU {result['cpu_self']:.1f}s + pg_dump {result['cpu_children']:.1f}s")
+            f"worker CPU {result['cpu_self']:.1f}s + pg_dump {result['cpu_children']:.1f}s; writer blocked "
+            f"{result['writer_blocked_s']:.1f}s in writes, {result['close_s']:.1f}s in close")
         return {"what": label, "location": location, **result}
 
     paired: dict[str, list[float]] = {"file": [], "s3": []}
