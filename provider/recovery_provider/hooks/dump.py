@@ -41,6 +41,7 @@ from recovery_provider.hooks.stats import SnapshotStats, checksum_method_for
 from recovery_provider.hooks.store import (
     MANIFEST,
     MANIFEST_VERSION,
+    S3_BLOCK,
     BackupCorrupt,
     BackupStore,
     run_key_safe,
@@ -86,7 +87,7 @@ class BackupRequest:
     drill_stats: bool = True
     chunk_size: int = 1024 * 1024
     queue_chunks: int = 8
-    upload_block_size: int = 16 * 1024 * 1024
+    upload_block_size: int = S3_BLOCK
     pg_bin_dir: str | None = None
     connect_attempts: int = 3
     connect_retry_delay: float = 1.0

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from recovery_provider.exceptions import RecoveryError
-from recovery_provider.hooks.store import default_location
+from recovery_provider.hooks.store import S3_BLOCK, default_location
 from recovery_provider.operators.base import PostgresOperatorBase, run_key_from_context
 from recovery_provider.operators.restore import PostgresRestoreOperator  # moved there; this path still works
 
@@ -49,7 +49,7 @@ class PostgresBackupOperator(PostgresOperatorBase):
         compression: str | None = None,
         drill_stats: bool = True,
         pg_dump_args: Sequence[str] = (),
-        upload_block_size: int = 16 * 1024 * 1024,
+        upload_block_size: int = S3_BLOCK,
         **kwargs: Any,
     ) -> None:
         super().__init__(conn_id=conn_id, **kwargs)
