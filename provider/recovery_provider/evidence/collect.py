@@ -27,6 +27,7 @@ from recovery_provider.evidence.restores import restore_line
 from recovery_provider.evidence.verdict import LayoutRecord, judge_run, recorded_dag
 from recovery_provider.plan.layout import GATE, OUTCOME
 from recovery_provider.plan.model import PROBE_SUFFIX, RESERVED_TOP_LEVEL, UNDO_SUFFIX
+from recovery_provider.render.policy import state_key
 
 EVIDENCE_XCOM_KEY = "recovery_evidence"
 RECOVERY_TAG = "recovery"  # every generated DAG carries it
@@ -290,8 +291,7 @@ def collect(dag_run: Any, session: Any) -> RunRecord:
     clear_number = int(getattr(dag_run, "clear_number", 0) or 0)
     note = None
     if recorded is not None and not isinstance(evidence, Mapping):
-        states = {row["task_id"] if row["map_index"] < 0 else f"{row['task_id']}_{row['map_index']}": row["state"]
-                  for row in rows}
+        states = {state_key(row["task_id"], row["map_index"]): row["state"] for row in rows}
         verdict = judge_run(recorded, states, returns, attempt=clear_number + 1,
                             note_before=_note(dag_run) if clear_number else None)
         evidence, note = {"result": verdict.result, "plan": verdict.plan}, verdict.note

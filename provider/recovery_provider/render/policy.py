@@ -29,6 +29,11 @@ class PhaseVerdict:
         return {"outcome": self.outcome, "units": self.units, "failed": list(self.failed_units), "reason": self.reason}
 
 
+def state_key(task_id: str, map_index: int = -1) -> str:
+    """How the execution API keys a task instance's state: ``task_id``, or ``task_id_<map index>``."""
+    return task_id if map_index < 0 else f"{task_id}_{map_index}"
+
+
 def unit_of(task_key: str, phase_id: str, fan_out: bool) -> str:
     """The unit a failure counts against: the step, or for fan-outs the target.
 

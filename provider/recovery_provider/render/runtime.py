@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from recovery_provider.plan.targets import is_templated, target_kwargs
-from recovery_provider.render.policy import judge_phase, run_note, run_outcome
+from recovery_provider.render.policy import judge_phase, run_note, run_outcome, state_key
 from recovery_provider.spec.expressions import UnknownState, parse_condition
 from recovery_provider.spec.phase_kinds import FailurePolicy, TargetSource
 
@@ -31,9 +31,8 @@ def states_of(context: Any, task_ids: list[str]) -> dict[str, str | None]:
 
 def task_state(context: Any, task_id: str, map_index: int = -1) -> str | None:
     """The state of one task instance of this run (one target of a mapped task when map_index >= 0)."""
-    if map_index < 0:
-        return _states(context, task_ids=[task_id]).get(task_id)
-    return _states(context, task_ids=[task_id], map_index=map_index).get(f"{task_id}_{map_index}")
+    selector = {"map_index": map_index} if map_index >= 0 else {}
+    return _states(context, task_ids=[task_id], **selector).get(state_key(task_id, map_index))
 
 
 def gate(phase_id: str, policy: dict[str, Any], fan_out: bool, non_critical: list[str], work_tasks: list[str],
