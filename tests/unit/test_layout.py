@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recovery_provider.plan.layout import build_layout, layout_record
+from recovery_provider.plan.layout import MAX_LEAVES_FOLLOWED, build_layout, layout_record
 from tests.conftest import plan_of
 
 pytestmark = pytest.mark.unit
@@ -145,6 +145,26 @@ phases:
     assert layout.task("left.gate").by_trigger_rule and layout.task("left.gate").upstream == ("left.l",)
     # no `finally`, no compensation: no outcome task, the verdict is the listener's
     assert layout.get("outcome") is None
+
+
+def test_a_wide_fail_fast_phase_is_followed_through_its_gate() -> None:
+    """Up to MAX_LEAVES_FOLLOWED last tasks, the next phase waits for them (no scheduler loop at the
+    boundary); past it, for the gate: leaves x entries edges would make wide specs slow to render."""
+    def spec(width: int) -> str:
+        def steps(name: str) -> str:
+            return ", ".join(f"{{id: {name}{i}, uses: empty}}" for i in range(width))
+        return f"""
+recovery: r
+defaults: {{timeout: 1m}}
+phases:
+  - {{id: a, parallel: [{steps("s")}]}}
+  - {{id: b, parallel: [{steps("t")}]}}
+"""
+    narrow = build_layout(plan_of(spec(MAX_LEAVES_FOLLOWED)))
+    assert narrow.task("b.t0").upstream == tuple(f"a.s{i}" for i in range(MAX_LEAVES_FOLLOWED))
+    wide = build_layout(plan_of(spec(MAX_LEAVES_FOLLOWED + 1)))
+    assert wide.task("a.gate").by_trigger_rule
+    assert all(wide.task(f"b.t{i}").upstream == ("a.gate",) for i in range(MAX_LEAVES_FOLLOWED + 1))
 
 
 def test_an_outcome_task_only_where_a_leaf_could_hide_a_failed_phase() -> None:
