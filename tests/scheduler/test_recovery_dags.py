@@ -203,9 +203,13 @@ def test_fail_fast_gates_need_no_worker_and_stop_the_later_phases(cluster: Airfl
     got = states(tis)
     assert state == "failed", got
     assert "preflight" not in got  # no pools, nothing to check before the work
-    ok_gate = tis[("ok.gate", -1)]
+    ok_gate, wide_gate = tis[("ok.gate", -1)], tis[("wide.gate", -1)]
     # the scheduler marks an EmptyOperator done itself: no worker took it (no host, no try run)
     assert ok_gate.state == "success" and not ok_gate.raw.get("hostname"), ok_gate.raw
+    # a phase wider than MAX_LEAVES_FOLLOWED is followed through its gate, settled the same way
+    assert wide_gate.state == "success" and not wide_gate.raw.get("hostname"), wide_gate.raw
+    wide_done = max(tis[(f"wide.w{i}", -1)].end_date for i in range(5))  # type: ignore[type-var]
+    assert all(tis[(f"ok.{s}", -1)].start_date >= wide_done for s in "ab"), explain(cluster, "sched_fail_fast", tis)  # type: ignore[operator]
     assert got["bad.fails"] == "failed" and got["bad.slow"] == "success", got
     assert got["bad.gate"] == "upstream_failed" and got["never.after"] == "upstream_failed", got
     # no outcome task (no `finally`, no compensation): the leaf gate failed the run, and the
