@@ -826,11 +826,24 @@ class AirflowCluster:
         The worker then no longer counts as a component that must be alive; `start_worker` brings it back.
         """
         worker = self.celery_workers[name]
-        victims = self.worker_processes(name)
+        # Freeze the tree first, then kill it: a task process signalled one by one could still
+        # start a child (its bash command) between our listing and its turn, and that orphan
+        # would finish the work of a "dead" worker. Stopped processes start nothing.
+        victims: list[psutil.Process] = []
+        while True:
+            fresh = [p for p in self.worker_processes(name) if p.pid not in {v.pid for v in victims}]
+            if not fresh:
+                break
+            for proc in fresh:
+                with contextlib.suppress(psutil.Error):
+                    proc.send_signal(signal.SIGSTOP)
+            victims += fresh
         self._seen.update({p.pid: p for p in victims})  # stop() must still account for every one
         for proc in victims:
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(sig)
+                if sig != signal.SIGKILL:
+                    proc.send_signal(signal.SIGCONT)  # a stopped process acts on other signals only once continued
         gone = self.procs.pop(worker.component)
         with contextlib.suppress(subprocess.TimeoutExpired):
             gone.wait(timeout=10)
