@@ -12,11 +12,19 @@ import pytest
 
 from recovery_provider.check import check_file
 from recovery_provider.plan.cache import MAX_ENTRIES, PlanCache
+from recovery_provider.plan.model import Plan
 from tests.spec.test_layout_corpus import CORPUS, shape
 
 pytestmark = pytest.mark.unit
 
 PACK = Path(__file__).resolve().parents[2] / "dags" / "specs"
+
+
+def restore_drill() -> tuple[str, Plan]:
+    """A pack spec's text and its compiled plan."""
+    checked = check_file(PACK / "restore_drill.yaml", lint=False, serialize=False)
+    assert checked.plan is not None and checked.loaded is not None
+    return checked.loaded.source.text, checked.plan
 
 
 def dag_description(dag: Any) -> tuple[Any, ...]:
@@ -40,12 +48,10 @@ def test_a_cached_plan_renders_the_dag_a_compiled_one_does(spec: Path, tmp_path:
 
 
 def test_an_entry_is_used_only_for_the_same_text_and_the_same_code(tmp_path: Path) -> None:
-    text = (PACK / "restore_drill.yaml").read_text()
-    checked = check_file(PACK / "restore_drill.yaml", lint=False, serialize=False)
-    assert checked.plan is not None
+    text, plan = restore_drill()
     cache = PlanCache(tmp_path / "plans")
-    cache.put(text, checked.plan)
-    assert cache.get(text) == checked.plan
+    cache.put(text, plan)
+    assert cache.get(text) == plan
     assert cache.get(text + "\n# edited\n") is None
     upgraded = PlanCache(tmp_path / "plans")
     upgraded._fingerprint = "another version of the provider"
@@ -79,16 +85,14 @@ def test_an_edited_spec_is_compiled_again_at_task_start(tmp_path: Path, monkeypa
 
 
 def test_a_folder_others_can_write_is_neither_read_nor_written(tmp_path: Path) -> None:
-    text = (PACK / "restore_drill.yaml").read_text()
-    checked = check_file(PACK / "restore_drill.yaml", lint=False, serialize=False)
-    assert checked.plan is not None
+    text, plan = restore_drill()
     cache = PlanCache(tmp_path / "plans")
-    cache.put(text, checked.plan)
+    cache.put(text, plan)
     os.chmod(tmp_path / "plans", 0o777)
     assert cache.get(text) is None
     shared = PlanCache(tmp_path / "plans")
     shared._fingerprint = "other"
-    shared.put(text, checked.plan)
+    shared.put(text, plan)
     assert len(list((tmp_path / "plans").glob("*.pickle"))) == 1
 
 
@@ -103,13 +107,12 @@ def test_a_damaged_entry_is_a_miss_not_an_error(tmp_path: Path) -> None:
 
 
 def test_the_cache_keeps_a_bounded_number_of_entries(tmp_path: Path) -> None:
-    checked = check_file(PACK / "restore_drill.yaml", lint=False, serialize=False)
-    assert checked.plan is not None
+    _, plan = restore_drill()
     cache = PlanCache(tmp_path / "plans")
     for i in range(MAX_ENTRIES + 1):
-        cache.put(f"# version {i}", checked.plan)
+        cache.put(f"# version {i}", plan)
     assert len(list((tmp_path / "plans").glob("*.pickle"))) <= MAX_ENTRIES // 2 + 1
-    assert cache.get(f"# version {MAX_ENTRIES}") == checked.plan  # the newest is kept
+    assert cache.get(f"# version {MAX_ENTRIES}") == plan  # the newest is kept
 
 
 def test_off_turns_the_cache_off(monkeypatch: pytest.MonkeyPatch) -> None:

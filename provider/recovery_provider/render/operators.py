@@ -31,18 +31,12 @@ class ControlOperator(BaseOperator):
         return self.python_callable(**self.op_kwargs, **context)
 
 
-class ChooseBranchOperator(BaseBranchOperator):
-    """A branch phase's choice: the function returns the task ids to follow, Airflow skips the rest."""
-
-    template_fields = ("op_kwargs",)
-
-    def __init__(self, *, python_callable: Callable[..., Any], op_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.python_callable = python_callable
-        self.op_kwargs = op_kwargs or {}
+class ChooseBranchOperator(BaseBranchOperator, ControlOperator):
+    """A branch phase's choice: the function returns the task ids to follow, Airflow skips the rest
+    (composed as the standard provider's BranchPythonOperator is)."""
 
     def choose_branch(self, context: Any) -> str | Iterable[str]:
-        return self.python_callable(**self.op_kwargs, **context)  # type: ignore[no-any-return]
+        return ControlOperator.execute(self, context)  # type: ignore[no-any-return]
 
 
 class WaveCheckpointOperator(BaseOperator):
