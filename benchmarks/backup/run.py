@@ -8,7 +8,8 @@ What it measures, all in one run on one throwaway cluster (tests/support/postgre
 
 1. the ceiling: ``pg_dump -Fc --compress=0 > /dev/null`` of the big database (reading it, nothing else);
 2. PostgresBackupOperator the way it backed up before zstd (pg_dump's own gzip), and with zstd
-   (the default) to file:// and s3:// (moto's server in its own process on loopback), drill
+   (the default) to file:// and s3:// (moto's server in its own process on loopback, or the S3 endpoint
+   given with ``--s3-endpoint``, e.g. a real object store, credentials from the environment), drill
    statistics off and on, and zstd level 3 for the choice of the default level;
 3. PostgresRestoreOperator from the gzip backup and from the zstd backups (streamed, jobs 1);
 4. peak RSS of the worker process doing each backup or restore (sampled every 50 ms), at two
@@ -174,7 +175,7 @@ def build_many(cluster: Any, database: str, size_gb: float, tables: int) -> int:
     return int(cluster.scalar("SELECT pg_database_size(current_database())", dbname=database))
 
 
-def start_moto(port: int) -> subprocess.Popen[bytes]:
+def start_moto(port: int, bucket: str) -> subprocess.Popen[bytes]:
     moto = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
     proc = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import boto3
@@ -183,18 +184,43 @@ def start_moto(port: int) -> subprocess.Popen[bytes]:
                           aws_access_key_id="bench", aws_secret_access_key="bench")
     for _ in range(100):
         try:
-            client.create_bucket(Bucket="bench")
+            client.create_bucket(Bucket=bucket)
             return proc
         except Exception:
             time.sleep(0.1)
     raise SystemExit("moto_server did not start")
 
 
+def s3_endpoint(url: str | None, bucket: str) -> tuple[str, str, dict[str, str], subprocess.Popen[bytes] | None]:
+    """(endpoint URL, label, credentials, moto process): moto on loopback, or the endpoint given, whose
+    credentials come from BENCH_S3_ACCESS_KEY / BENCH_S3_SECRET_KEY (never the command line)."""
+    if url is None:
+        from tests.support.postgres import free_port
+
+        port = free_port()
+        return f"http://127.0.0.1:{port}", "moto", {"login": "bench", "password": "bench"}, start_moto(port, bucket)
+    try:
+        keys = {"login": os.environ["BENCH_S3_ACCESS_KEY"], "password": os.environ["BENCH_S3_SECRET_KEY"]}
+    except KeyError as missing:
+        raise SystemExit(f"--s3-endpoint needs {missing} in the environment (the bucket '{bucket}' must exist)") from None
+    return url, url, keys, None
+
+
+def remove_prefix(url: str, keys: dict[str, str], bucket: str, prefix: str) -> None:
+    """Delete what the benchmark wrote to an endpoint that outlives it."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=url, aws_access_key_id=keys["login"], aws_secret_access_key=keys["password"])
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            client.delete_object(Bucket=bucket, Key=item["Key"])
+
+
 def say(text: str) -> None:
     print(text, flush=True)
 
 
-def big_database(env: dict[str, str], cluster: Any, work: Path, size: int, rounds: int) -> dict[str, Any]:
+def big_database(env: dict[str, str], cluster: Any, work: Path, size: int, rounds: int, s3: tuple[str, str]) -> dict[str, Any]:
     """Backups and restores of the big database, each against raw reads taken right before and after.
 
     Why pairs and rounds: the machine is shared, its load changes within a minute; a ratio to a
@@ -203,6 +229,7 @@ def big_database(env: dict[str, str], cluster: Any, work: Path, size: int, round
     """
     rows: list[dict[str, Any]] = []
     reads: list[float] = []
+    s3_location, s3_label = s3
 
     def read() -> float:
         reads.append(raw_read(cluster, "big"))
@@ -220,7 +247,7 @@ def big_database(env: dict[str, str], cluster: Any, work: Path, size: int, round
     before = read()
     for n in range(rounds):
         for kind, label, location in [("file", "backup zstd:1 -> file://", f"file://{work}/zstd"),
-                                      ("s3", "backup zstd:1 -> s3:// (moto)", "s3://bench_s3@bench/zstd")]:
+                                      ("s3", f"backup zstd:1 -> s3:// ({s3_label})", s3_location)]:
             row = backup(label, location, f"big{n}")
             after = read()
             row["raw_read_around_seconds"] = round((before + after) / 2, 2)
@@ -233,7 +260,7 @@ def big_database(env: dict[str, str], cluster: Any, work: Path, size: int, round
     rows.append(backup("backup zstd:3 -> file://", f"file://{work}/zstd3", "big", compression="zstd:3"))
     for label, location in [("restore of the gzip backup (before)", f"file://{work}/gzip"),
                             ("restore of the zstd:1 backup from file://", f"file://{work}/zstd"),
-                            ("restore of the zstd:1 backup from s3://", "s3://bench_s3@bench/zstd")]:
+                            (f"restore of the zstd:1 backup from s3:// ({s3_label})", s3_location)]:
         target = f"r_{len(rows)}"
         result = one(env, "restore", database="big", location=location, run_key="big" if "gzip" in label else "big0",
                      target_database=target)
@@ -306,23 +333,25 @@ def main() -> None:
     parser.add_argument("--databases", type=int, default=3, help="databases for sequential vs parallel (0: skip)")
     parser.add_argument("--db-size-gb", type=float, default=0.25, help="size of each of those databases")
     parser.add_argument("--rounds", type=int, default=3, help="backups to file:// and s3:// between raw reads")
+    parser.add_argument("--s3-endpoint", help="an S3 endpoint URL to back up to instead of moto on loopback")
+    parser.add_argument("--s3-bucket", default="bench", help="its bucket (must exist; moto's is created)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
-    from tests.support.postgres import PostgresCluster, free_port
+    from tests.support.postgres import PostgresCluster
 
     work = Path(tempfile.mkdtemp(prefix="bench-backup-"))
     cluster = PostgresCluster("bench", settings={"shared_buffers": "256MB", "max_wal_size": "4GB",
                                                  "checkpoint_timeout": "30min", "maintenance_work_mem": "256MB"})
     cluster.start()
-    port = free_port()
-    moto = start_moto(port)
+    url, s3_label, keys, moto = s3_endpoint(args.s3_endpoint, args.s3_bucket)
+    prefix = f"recovery-bench-{os.getpid()}-{int(time.time())}"
     env = {**os.environ,
            "AIRFLOW_CONN_BENCH_PG": json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": cluster.port,
                                                  "login": "postgres", "schema": "postgres"}),
-           "AIRFLOW_CONN_BENCH_S3": json.dumps({"conn_type": "aws", "login": "bench", "password": "bench",
-                                                 "extra": {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "us-east-1"}})}
-    figures: dict[str, Any] = {"cores": os.cpu_count(), "pg_version": cluster.version, "argv": sys.argv[1:],
+           "AIRFLOW_CONN_BENCH_S3": json.dumps({"conn_type": "aws", **keys,
+                                                 "extra": {"endpoint_url": url, "region_name": "us-east-1"}})}
+    figures: dict[str, Any] = {"cores": os.cpu_count(), "pg_version": cluster.version, "argv": sys.argv[1:], "s3": s3_label,
                                "load_average_start": os.getloadavg()}
     try:
         t0 = time.monotonic()
@@ -330,7 +359,7 @@ def main() -> None:
         small = build(cluster, "small", args.small_gb)
         figures["build_seconds"] = round(time.monotonic() - t0, 1)
         say(f"built big={size / MB:.0f} MiB small={small / MB:.0f} MiB in {figures['build_seconds']}s")
-        figures["big"] = big_database(env, cluster, work, size, args.rounds)
+        figures["big"] = big_database(env, cluster, work, size, args.rounds, (f"s3://bench_s3@{args.s3_bucket}/{prefix}", s3_label))
         mem = {"small_db_bytes": small}
         mem["backup_peak_rss_mib"] = one(env, "backup", database="small", location=f"file://{work}/mem", run_key="s",
                                            drill_stats=False)["peak_rss_mib"]
@@ -348,8 +377,11 @@ def main() -> None:
         say(f"file:// backup vs raw read: {figures['big']['file_vs_raw_read']:.2f}x")
         say(f"s3:// backup vs raw read: {figures['big']['s3_vs_raw_read']:.2f}x")
     finally:
-        moto.terminate()
-        moto.wait()
+        if moto is not None:
+            moto.terminate()
+            moto.wait()
+        else:
+            remove_prefix(url, keys, args.s3_bucket, prefix)
         cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
 

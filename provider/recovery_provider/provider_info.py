@@ -35,6 +35,7 @@ MODULES: dict[str, dict[str, list[str]]] = {
     "hooks": {
         "PostgreSQL recovery": [
             "recovery_provider.hooks.dump",
+            "recovery_provider.hooks.dump_stream",
             "recovery_provider.hooks.pg",
             "recovery_provider.hooks.restore",
             "recovery_provider.hooks.stats",
