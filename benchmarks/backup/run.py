@@ -109,7 +109,14 @@ def _time_the_writer() -> dict[str, float]:
     return waits
 
 
+def settle() -> None:
+    """Write every dirty page out before a measurement starts: the kernel writes a finished backup
+    (or moto's spooled parts) back later, and that work would land on whichever measurement runs then."""
+    os.sync()
+
+
 def spawn(env: dict[str, str], kind: str, **spec: Any) -> subprocess.Popen[str]:
+    settle()
     return subprocess.Popen([sys.executable, __file__, "worker", kind, json.dumps(spec)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -142,6 +149,7 @@ def one(env: dict[str, str], kind: str, **spec: Any) -> dict[str, Any]:
 def raw_read(cluster: Any, database: str) -> float:
     """The ceiling: pg_dump reading the database into /dev/null, no compression."""
     env = {**os.environ, **cluster.libpq_env(), "PGDATABASE": database}
+    settle()
     started = time.monotonic()
     with open(os.devnull, "wb") as sink:
         subprocess.run([str(cluster.bin("pg_dump")), "--no-password", "--format=custom", "--compress=0"],
