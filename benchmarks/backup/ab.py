@@ -1,4 +1,4 @@
-"""A/B of the backup operator between two checkouts, in alternating pairs, against the raw read.
+"""A/B of the backup (or, with --restore, restore) operator between two checkouts, in alternating pairs.
 
 run.py's three rounds cannot tell 1.10x from 1.20x on a shared 2-core machine (its raw reads vary
 by 15 % within minutes). This alternates A and B backups of the same database to file:// (or S3 with
@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # benchmarks/backup/run.py: cluster, raw read, worker
 
 
-def backup(checkout: Path, env: dict[str, str], location: str, key: str) -> dict[str, Any]:
-    spec = {"database": "big", "location": location, "run_key": key, "drill_stats": False}
+def in_worker(checkout: Path, env: dict[str, str], kind: str, **spec: Any) -> dict[str, Any]:
+    """One backup or restore by ``checkout``'s code, in a worker process of its own."""
     worker = checkout / "benchmarks" / "backup" / "run.py"
     run.settle()
-    proc = subprocess.run([sys.executable, str(worker), "worker", "backup", json.dumps(spec)], env=env,
+    proc = subprocess.run([sys.executable, str(worker), "worker", kind, json.dumps(spec)], env=env,
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{checkout}: worker failed: {proc.stderr[-2000:]}")
@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("b", type=Path, help="checkout B")
     parser.add_argument("--pairs", type=int, default=6)
     parser.add_argument("--size-gb", type=float, default=1.0)
+    parser.add_argument("--restore", action="store_true", help="restores of one backup (made by A), not backups")
     parser.add_argument("--s3", action="store_true", help="back up to S3 (moto on loopback) instead of file://")
     parser.add_argument("--s3-endpoint", help="back up to this S3 endpoint instead (credentials: see run.py)")
     parser.add_argument("--s3-bucket", default="bench")
@@ -67,16 +68,24 @@ def main() -> None:
             location = f"s3://bench_s3@{args.s3_bucket}/{remote[3]}"
         run.build(cluster, "big", args.size_gb)
         ratios: dict[str, list[float]] = {"A": [], "B": []}
+        if args.restore:
+            in_worker(args.a.resolve(), env, "backup", database="big", location=location, run_key="base", drill_stats=False)
         before = run.raw_read(cluster, "big")
         for n in range(args.pairs):
             for side, checkout in (("A", args.a), ("B", args.b)) if n % 2 == 0 else (("B", args.b), ("A", args.a)):
-                result = backup(checkout.resolve(), env, location, f"{side}{n}")
+                if args.restore:
+                    result = in_worker(checkout.resolve(), env, "restore", database="big", location=location,
+                                       run_key="base", target_database=f"r_{side}{n}")
+                    cluster.psql(f'DROP DATABASE "r_{side}{n}"')
+                else:
+                    result = in_worker(checkout.resolve(), env, "backup", database="big", location=location,
+                                       run_key=f"{side}{n}", drill_stats=False)
                 after = run.raw_read(cluster, "big")
                 ratios[side].append(result["seconds"] / ((before + after) / 2))
                 run.say(f"{side} {result['seconds']:.2f}s, raw read {before:.2f}/{after:.2f}: {ratios[side][-1]:.2f}x, "
                         f"worker CPU {result['cpu_self']}s")
                 before = after
-                if location.startswith("file://"):
+                if location.startswith("file://") and not args.restore:
                     shutil.rmtree(work / "store", ignore_errors=True)
         for side, checkout in (("A", args.a), ("B", args.b)):
             run.say(f"{side} ({checkout}): median {statistics.median(ratios[side]):.3f}x of the raw read "

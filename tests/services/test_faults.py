@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from tests.services.conftest import BUCKET, conn_env, database_exists, plain_dump
 from tests.services.test_roundtrip import backup, restore
+from tests.support.cutting_proxy import CuttingProxy
 from tests.support.postgres import PostgresCluster, free_port
 
 from recovery_provider.exceptions import RecoveryError
@@ -176,3 +177,24 @@ def test_unreachable_storage_fails_clearly_after_retries(shop: str, run_op: RunO
     assert time.monotonic() - started < 60
     with pytest.raises(StorageError, match="Could not connect"):
         run_op(restore(shop, "s3://s3_dead@nobucket/x", f"{shop}_s", run_key=RUN_KEY))
+
+
+def test_a_download_cut_mid_object_resumes_where_it_stopped(pg: PostgresCluster, big: str, s3_endpoint: str,
+                                                           run_op: RunOp, caplog: pytest.LogCaptureFixture) -> None:
+    proxy = CuttingProxy(int(s3_endpoint.rsplit(":", 1)[1]), cut_after=4 * 1024 * 1024)
+    try:
+        conn_env("s3_flaky", {"conn_type": "aws", "login": "testing", "password": "testing", "extra": {
+            "endpoint_url": f"http://127.0.0.1:{proxy.port}", "region_name": "us-east-1"}})
+        location = f"s3://s3_flaky@{BUCKET}/{uuid.uuid4().hex[:10]}"
+        manifest = run_op(backup(big, location))
+        assert manifest["objects"][0]["size"] > 3 * proxy.cut_after  # the cuts land inside the object
+        proxy.cuts_left = 2
+        target = f"{big}_cut"
+        assert run_op(restore(big, location, target))["action"] == "created"
+    finally:
+        proxy.close()
+    assert proxy.cuts_made == 2
+    assert caplog.text.count("resuming there") == 2
+    digest = "SELECT count(*), md5(string_agg(md5(p::text), '' ORDER BY id)) FROM payload p"
+    with pg.connect(target) as restored, pg.connect(big) as source:
+        assert restored.execute(digest).fetchone() == source.execute(digest).fetchone()

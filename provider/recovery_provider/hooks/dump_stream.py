@@ -41,7 +41,7 @@ ZSTD_OBJECT = CUSTOM_OBJECT + ".zst"
 DIRECTORY_PREFIX = "dump.dir"
 # pg_dump's pipe, grown from Linux's 64 KiB: while the reader compresses a 1 MiB chunk (~2 ms),
 # pg_dump goes on writing instead of blocking after 64 KiB. Measured on 2 cores, 1 GB database
-# (benchmarks/backup/RESULTS.md): 256 KiB to 1 MiB alike; 256 KiB stays in a core's L2 cache.
+# (benchmarks/backup/RESULTS.md): 256 KiB, 512 KiB and 1 MiB within noise, 256 KiB the best median.
 PIPE_BYTES = 256 * 1024
 
 
