@@ -14,30 +14,16 @@ any provider code.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run  # benchmarks/backup/run.py: cluster, raw read, worker
-
-
-def in_worker(checkout: Path, env: dict[str, str], kind: str, **spec: Any) -> dict[str, Any]:
-    """One backup or restore by ``checkout``'s code, in a worker process of its own."""
-    worker = checkout / "benchmarks" / "backup" / "run.py"
-    run.settle()
-    proc = subprocess.run([sys.executable, str(worker), "worker", kind, json.dumps(spec)], env=env,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{checkout}: worker failed: {proc.stderr[-2000:]}")
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
 def main() -> None:
@@ -57,29 +43,29 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-ab-"))
     cluster = PostgresCluster("ab", settings={"shared_buffers": "256MB", "max_wal_size": "4GB"}).start()
     moto, remote = None, None
-    env = {**os.environ, "AIRFLOW_CONN_BENCH_PG": json.dumps(
-        {"conn_type": "postgres", "host": "127.0.0.1", "port": cluster.port, "login": "postgres", "schema": "postgres"})}
+    env = run.connections(cluster, None)
     location = f"file://{work}/store"
     try:
         if args.s3 or args.s3_endpoint:
             url, _, keys, moto = run.s3_endpoint(args.s3_endpoint, args.s3_bucket)
-            env["AIRFLOW_CONN_BENCH_S3"] = json.dumps({"conn_type": "aws", **keys, "extra": {"endpoint_url": url, "region_name": "us-east-1"}})
+            env = run.connections(cluster, (url, keys))
             remote = (url, keys, args.s3_bucket, f"recovery-bench-ab-{os.getpid()}")
             location = f"s3://bench_s3@{args.s3_bucket}/{remote[3]}"
         run.build(cluster, "big", args.size_gb)
         ratios: dict[str, list[float]] = {"A": [], "B": []}
         if args.restore:
-            in_worker(args.a.resolve(), env, "backup", database="big", location=location, run_key="base", drill_stats=False)
+            run.one(env, "backup", checkout=args.a.resolve(), database="big", location=location, run_key="base",
+                    drill_stats=False)
         before = run.raw_read(cluster, "big")
         for n in range(args.pairs):
             for side, checkout in (("A", args.a), ("B", args.b)) if n % 2 == 0 else (("B", args.b), ("A", args.a)):
                 if args.restore:
-                    result = in_worker(checkout.resolve(), env, "restore", database="big", location=location,
-                                       run_key="base", target_database=f"r_{side}{n}")
+                    result = run.one(env, "restore", checkout=checkout.resolve(), database="big", location=location,
+                                     run_key="base", target_database=f"r_{side}{n}")
                     cluster.psql(f'DROP DATABASE "r_{side}{n}"')
                 else:
-                    result = in_worker(checkout.resolve(), env, "backup", database="big", location=location,
-                                       run_key=f"{side}{n}", drill_stats=False)
+                    result = run.one(env, "backup", checkout=checkout.resolve(), database="big", location=location,
+                                     run_key=f"{side}{n}", drill_stats=False)
                 after = run.raw_read(cluster, "big")
                 ratios[side].append(result["seconds"] / ((before + after) / 2))
                 run.say(f"{side} {result['seconds']:.2f}s, raw read {before:.2f}/{after:.2f}: {ratios[side][-1]:.2f}x, "

@@ -115,9 +115,11 @@ def settle() -> None:
     os.sync()
 
 
-def spawn(env: dict[str, str], kind: str, **spec: Any) -> subprocess.Popen[str]:
+def spawn(env: dict[str, str], kind: str, *, checkout: Path = ROOT, **spec: Any) -> subprocess.Popen[str]:
+    """A worker running ``checkout``'s code (its own benchmarks/backup/run.py): ab.py compares two."""
     settle()
-    return subprocess.Popen([sys.executable, __file__, "worker", kind, json.dumps(spec)],
+    worker = checkout / "benchmarks" / "backup" / "run.py"
+    return subprocess.Popen([sys.executable, str(worker), "worker", kind, json.dumps(spec)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -141,8 +143,8 @@ def watch(procs: list[subprocess.Popen[str]]) -> tuple[list[dict[str, Any]], lis
     return results, peaks
 
 
-def one(env: dict[str, str], kind: str, **spec: Any) -> dict[str, Any]:
-    results, peaks = watch([spawn(env, kind, **spec)])
+def one(env: dict[str, str], kind: str, *, checkout: Path = ROOT, **spec: Any) -> dict[str, Any]:
+    results, peaks = watch([spawn(env, kind, checkout=checkout, **spec)])
     return {**results[0], "peak_rss_mib": round(peaks[0], 1)}
 
 
@@ -222,6 +224,17 @@ def remove_prefix(url: str, keys: dict[str, str], bucket: str, prefix: str) -> N
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
             client.delete_object(Bucket=bucket, Key=item["Key"])
+
+
+def connections(cluster: Any, s3: tuple[str, dict[str, str]] | None) -> dict[str, str]:
+    """The environment of the workers: the Airflow connections bench_pg and, given (url, keys), bench_s3."""
+    env = {**os.environ, "AIRFLOW_CONN_BENCH_PG": json.dumps(
+        {"conn_type": "postgres", "host": "127.0.0.1", "port": cluster.port, "login": "postgres", "schema": "postgres"})}
+    if s3 is not None:
+        url, keys = s3
+        env["AIRFLOW_CONN_BENCH_S3"] = json.dumps(
+            {"conn_type": "aws", **keys, "extra": {"endpoint_url": url, "region_name": "us-east-1"}})
+    return env
 
 
 def say(text: str) -> None:
@@ -354,11 +367,7 @@ def main() -> None:
     cluster.start()
     url, s3_label, keys, moto = s3_endpoint(args.s3_endpoint, args.s3_bucket)
     prefix = f"recovery-bench-{os.getpid()}-{int(time.time())}"
-    env = {**os.environ,
-           "AIRFLOW_CONN_BENCH_PG": json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": cluster.port,
-                                                 "login": "postgres", "schema": "postgres"}),
-           "AIRFLOW_CONN_BENCH_S3": json.dumps({"conn_type": "aws", **keys,
-                                                 "extra": {"endpoint_url": url, "region_name": "us-east-1"}})}
+    env = connections(cluster, (url, keys))
     figures: dict[str, Any] = {"cores": os.cpu_count(), "pg_version": cluster.version, "argv": sys.argv[1:], "s3": s3_label,
                                "load_average_start": os.getloadavg()}
     try:

@@ -93,12 +93,12 @@ def dump_custom(req: BackupRequest, snapshot: str, path: ObjectStoragePath, log:
         chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=req.queue_depth)
         stdout = proc.stdout
         _grow_pipe(stdout)
-        # compressed in the reader thread, not in a zstd thread: handing each chunk to another
-        # thread cost more CPU than it saved on 2 cores (benchmarks/backup/RESULTS.md)
+        # compressed in the reader thread: not in the writer (zstd runs without the GIL while the
+        # writer hashes and writes), nor in a zstd thread (handing each chunk over cost more CPU
+        # than it saved on 2 cores, benchmarks/backup/RESULTS.md)
         encoder = _compressor(req.zstd_level, own_thread=False)
 
         def pump() -> None:
-            # compressing here, not in the writer: zstd runs without the GIL while the writer hashes/writes
             nonlocal raw_size
             try:
                 while True:
